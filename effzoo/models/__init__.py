@@ -1,0 +1,7 @@
+"""Model families, blocks and the registry. Importing this package registers every model."""
+
+from . import efficientnet, mobilenet, resnet  # noqa: F401  (registration side effects)
+from .base import ZooModel
+from .registry import create_model, is_model, list_models, model_info
+
+__all__ = ["ZooModel", "create_model", "is_model", "list_models", "model_info"]
