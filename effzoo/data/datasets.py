@@ -44,9 +44,19 @@ class _Base(Dataset):
 
 
 class ArrayImageDataset(_Base):
-    """uint8 images in an array of shape (N, H, W) (grayscale) or (N, H, W, 3) (RGB)."""
+    """uint8 images in an array of shape (N, H, W) (grayscale) or (N, H, W, 3) (RGB).
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable | None = None):
+    ``ids`` are the samples' positions in the original array, kept through ``subset`` so that
+    split membership can be checked and reported (datasheets, disjointness tests).
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        transform: Callable | None = None,
+        ids: np.ndarray | None = None,
+    ):
         images = np.asarray(images)
         labels = np.asarray(labels, dtype=np.int64)
         if images.dtype != np.uint8:
@@ -57,6 +67,7 @@ class ArrayImageDataset(_Base):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         self.images = images
         self.labels = labels
+        self.ids = np.arange(len(labels)) if ids is None else np.asarray(ids, dtype=np.int64)
         self.transform = transform
 
     @property
@@ -66,9 +77,10 @@ class ArrayImageDataset(_Base):
     def _select(self, indices: np.ndarray) -> None:
         self.images = self.images[indices]
         self.labels = self.labels[indices]
+        self.ids = self.ids[indices]
 
     def __getitem__(self, index: int):
-        image = Image.fromarray(self.images[index], mode=None)
+        image = Image.fromarray(self.images[index])
         return self._apply(image, int(self.labels[index]))
 
 
@@ -107,8 +119,6 @@ class ImageFileDataset(_Base):
         path = self.paths[index]
         with Image.open(path) as img:
             img.load()
-            # 'P' and 'RGBA' go through RGBA->RGB; converting straight from palette mode to 'L'
-            # is fine too, PIL handles both.
             return img.convert(self.mode)
 
     def __getitem__(self, index: int):

@@ -1,0 +1,45 @@
+"""The `effzoo` command. Each subcommand's arguments and logic live beside the code they drive;
+this file only wires them into one parser and turns user errors into one clear line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+# (name, help, module path, add_arguments function, run function)
+COMMANDS: list[tuple[str, str, str]] = [
+    ("models", "list the registered models with params, MACs and resolution", "effzoo.evaluation.listing"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="effzoo", description="EfficientNet compound scaling as a model zoo.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text, module_path in COMMANDS:
+        module = importlib.import_module(module_path)
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], int | None] = args.run
+    try:
+        return int(run(args) or 0)
+    except (ValueError, FileNotFoundError) as e:
+        # User errors (bad names, paths, numbers) get one line, not a traceback.
+        print(f"effzoo {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"effzoo {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

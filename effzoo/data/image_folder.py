@@ -1,0 +1,202 @@
+"""A folder of images: ``ROOT/train/<class>/*``, ``ROOT/val/<class>/*``, optional ``ROOT/test``."""
+
+from __future__ import annotations
+
+import os
+import random
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .datasets import IMAGE_EXTENSIONS, ImageFileDataset
+from .source import DataSource, Splits
+from .transforms import IMAGENET_MEAN, IMAGENET_STD
+
+IMAGE_FOLDER_BASE_RESOLUTION = 224
+# Images opened (header only) to decide between 1 and 3 channels and to estimate grayscale
+# mean/std; enough to catch a mixed folder without reading a large one in full.
+MODE_SAMPLE_SIZE = 256
+GRAY_MODES = frozenset({"1", "L", "LA"})
+LAYOUT_HELP = (
+    "expected layout: ROOT/train/<class>/<image>, ROOT/val/<class>/<image> and optionally "
+    f"ROOT/test/<class>/<image>, images ending in {', '.join(IMAGE_EXTENSIONS)}"
+)
+
+
+def _list_images(folder: Path) -> list[str]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [
+            os.path.join(dirpath, f)
+            for f in sorted(filenames)
+            if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
+        ]
+    return found
+
+
+def scan_split(folder: Path) -> tuple[list[str], list[str], list[int]]:
+    """``(class_names, paths, labels)`` of one split; errors name the empty class folder."""
+    classes = sorted(
+        d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")
+    )
+    if not classes:
+        raise ValueError(f"{folder} has no class subfolders; {LAYOUT_HELP}")
+    paths: list[str] = []
+    labels: list[int] = []
+    for label, name in enumerate(classes):
+        files = _list_images(folder / name)
+        if not files:
+            raise ValueError(
+                f"class folder {folder / name} contains no images "
+                f"({', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder"
+            )
+        paths += files
+        labels += [label] * len(files)
+    return classes, paths, labels
+
+
+def _is_bad(path: str) -> str | None:
+    """Fully decode ``path``; return the error text, or None if it reads fine.
+
+    ``Image.verify()`` misses truncated JPEG and BMP files, so decode instead; JPEG 'draft'
+    mode decodes at 1/8 scale, which still reads the whole entropy-coded stream.
+    """
+    try:
+        with Image.open(path) as img:
+            img.draft(img.mode, (1, 1))
+            img.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        return str(err) or type(err).__name__
+    return None
+
+
+def find_bad_images(paths: list[str], workers: int | None = None) -> dict[str, str]:
+    """``{path: error}`` of every file that cannot be decoded (threaded: PIL drops the GIL)."""
+    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+        errors = list(pool.map(_is_bad, paths, chunksize=64))
+    return {p: e for p, e in zip(paths, errors) if e is not None}
+
+
+def _sample_modes(paths: list[str], seed: int) -> tuple[list[str], list[str]]:
+    """Modes of a seeded sample of files (header read only), plus the sampled paths."""
+    sample = random.Random(seed).sample(paths, min(MODE_SAMPLE_SIZE, len(paths)))
+    modes, used = [], []
+    for path in sample:
+        try:
+            with Image.open(path) as img:
+                modes.append(img.mode)
+                used.append(path)
+        except (OSError, ValueError, SyntaxError):
+            continue  # bad files are counted by the setup scan; ignore them here
+    return modes, used
+
+
+def _gray_stats(paths: list[str]) -> tuple[tuple[float], tuple[float]]:
+    """Pixel mean/std (0..1) of a few grayscale images: the dataset's own normalization."""
+    total = total_sq = count = 0.0
+    for path in paths[:64]:
+        try:
+            with Image.open(path) as img:
+                arr = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
+        except (OSError, ValueError, SyntaxError):
+            continue
+        total, total_sq, count = total + arr.sum(), total_sq + (arr**2).sum(), count + arr.size
+    if count == 0:
+        return (0.5,), (0.5,)
+    mean = total / count
+    std = max((total_sq / count - mean**2) ** 0.5, 1e-3)
+    return (round(mean, 4),), (round(std, 4),)
+
+
+class ImageFolderSource(DataSource):
+    def __init__(self, root: str | os.PathLike, *, seed: int = 0, on_bad_image: str = "skip"):
+        if on_bad_image not in ("skip", "error"):
+            raise ValueError(f"on_bad_image must be 'skip' or 'error', got {on_bad_image!r}")
+        self.root = Path(root).expanduser()
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"image folder {self.root} does not exist; {LAYOUT_HELP}")
+        missing = [s for s in ("train", "val") if not (self.root / s).is_dir()]
+        if missing:
+            raise FileNotFoundError(
+                f"image folder {self.root} has no {' or '.join(s + '/' for s in missing)} "
+                f"subfolder; {LAYOUT_HELP}"
+            )
+        self.on_bad_image = on_bad_image
+        self.has_test = (self.root / "test").is_dir()
+        # Listing happens here, not in setup(), so layout errors surface before any training.
+        self._files = {}
+        split_names = ("train", "val", "test") if self.has_test else ("train", "val")
+        for split in split_names:
+            classes, paths, labels = scan_split(self.root / split)
+            if split == "train":
+                self.class_names = classes
+            elif classes != self.class_names:
+                only_train = sorted(set(self.class_names) - set(classes))
+                only_here = sorted(set(classes) - set(self.class_names))
+                raise ValueError(
+                    f"class folders of {self.root / split} differ from {self.root / 'train'}: "
+                    f"only in train: {only_train or 'none'}; only in {split}: "
+                    f"{only_here or 'none'}. Every split needs the same class subfolders"
+                )
+            self._files[split] = (paths, labels)
+
+        self.name = self.root.name or str(self.root)
+        self.num_classes = len(self.class_names)
+        self.base_resolution = IMAGE_FOLDER_BASE_RESOLUTION
+        self.hflip = True
+        self.rrc_scale = (0.08, 1.0)
+        self._decide_channels(seed)
+
+    def _decide_channels(self, seed: int) -> None:
+        modes, sampled = _sample_modes(self._files["train"][0], seed)
+        n_gray = sum(m in GRAY_MODES for m in modes)
+        if modes and n_gray == len(modes):
+            self.in_chans = 1
+            self.mean, self.std = _gray_stats(sampled)
+            return
+        self.in_chans = 3
+        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        if n_gray:
+            # Converting L to RGB loses nothing; the reverse would drop colour information.
+            warnings.warn(
+                f"{self.root}: {n_gray} of {len(modes)} sampled training images are grayscale "
+                "and the rest colour; all images will be converted to RGB (in_chans=3)",
+                stacklevel=3,
+            )
+
+    def _dataset(self, split: str, bad: dict[str, str]) -> ImageFileDataset:
+        paths, labels = self._files[split]
+        keep = [i for i, p in enumerate(paths) if p not in bad]
+        return ImageFileDataset(
+            [paths[i] for i in keep],
+            [labels[i] for i in keep],
+            mode="L" if self.in_chans == 1 else "RGB",
+            on_bad_image=self.on_bad_image,
+        )
+
+    def load(self) -> Splits:
+        all_paths = [p for paths, _ in self._files.values() for p in paths]
+        bad = find_bad_images(all_paths)
+        if bad and self.on_bad_image == "error":
+            path, err = next(iter(bad.items()))
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise ValueError(
+                f"unreadable image {path}: {err}{more}. Fix or delete it, or pass "
+                "on_bad_image='skip' to leave such files out"
+            )
+        if bad:
+            examples = ", ".join(list(bad)[:3])
+            warnings.warn(
+                f"{self.root}: skipped {len(bad)} unreadable image(s) of {len(all_paths)} "
+                f"(e.g. {examples})",
+                stacklevel=2,
+            )
+        return Splits(
+            train=self._dataset("train", bad),
+            val=self._dataset("val", bad),
+            test=self._dataset("test", bad) if self.has_test else None,
+        )

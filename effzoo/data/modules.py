@@ -1,0 +1,242 @@
+"""The Lightning data module that every effzoo dataset is served through."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from .source import DataSource, Splits
+from .splits import stratified_subset
+from .transforms import (
+    build_rand_augment,
+    eval_resize_size,
+    eval_transform,
+    resolve_interpolation,
+    train_transform,
+)
+
+SPLITS = ("train", "val", "test")
+
+
+def default_num_workers() -> int:
+    """Loader worker count when the caller does not choose one.
+
+    Measured on the 2-core dev machine (see the data README notes): one worker overlaps PIL
+    augmentation with the training step; a second competes with torch's compute threads.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return 1 if (cores or 1) <= 2 else min(8, (cores or 1) - 1)
+
+
+class ClassificationDataModule(pl.LightningDataModule):
+    """Train/val/test loaders plus the metadata a model needs, known before ``setup()``.
+
+    ``num_classes``, ``in_chans``, ``class_names``, ``base_resolution``, ``mean``, ``std`` and
+    ``name`` come from the source at construction. ``mixup_fn`` (timm ``Mixup`` or None) is
+    to be applied by the training step to (x, y); it returns soft targets with label smoothing
+    already folded in, so use a soft-target cross entropy then, and plain cross entropy with
+    ``label_smoothing`` otherwise.
+    """
+
+    def __init__(
+        self,
+        source: DataSource,
+        *,
+        batch_size: int = 64,
+        image_size: int | None = None,
+        eval_image_size: int | None = None,
+        crop_pct: float = 0.875,
+        interpolation: str = "bicubic",
+        num_workers: int | None = None,
+        seed: int = 0,
+        rand_augment: str | None = "rand-m9-mstd0.5",
+        random_erasing: float = 0.0,
+        mixup: float = 0.0,
+        cutmix: float = 0.0,
+        label_smoothing: float = 0.1,
+        train_limit: int | None = None,
+    ):
+        super().__init__()
+        _check_int("batch_size", batch_size, 1)
+        if image_size is not None:
+            _check_int("image_size", image_size, 1)
+        if eval_image_size is not None:
+            _check_int("eval_image_size", eval_image_size, 1)
+        if num_workers is not None:
+            _check_int("num_workers", num_workers, 0)
+        if train_limit is not None:
+            _check_int("train_limit", train_limit, 1)
+        eval_resize_size(1, crop_pct)  # validates crop_pct
+        resolve_interpolation(interpolation)
+        for what, value in (("mixup", mixup), ("cutmix", cutmix)):
+            if value < 0:
+                raise ValueError(f"{what} is a Beta-distribution alpha >= 0, got {value}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if isinstance(rand_augment, str) and rand_augment.lower() in ("", "none"):
+            rand_augment = None
+
+        self.source = source
+        self.name = source.name
+        self.num_classes = source.num_classes
+        self.class_names = list(source.class_names)
+        self.in_chans = source.in_chans
+        self.base_resolution = source.base_resolution
+        self.mean, self.std = tuple(source.mean), tuple(source.std)
+        self.has_test = source.has_test
+
+        self.batch_size = batch_size
+        self.image_size = image_size or source.base_resolution
+        self.eval_image_size = eval_image_size or self.image_size
+        self.crop_pct = crop_pct
+        self.interpolation = interpolation
+        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.seed = seed
+        self.rand_augment = rand_augment
+        self.random_erasing = random_erasing
+        self.label_smoothing = label_smoothing
+        self.train_limit = train_limit
+        if rand_augment:
+            build_rand_augment(rand_augment, self.image_size, self.mean)  # fail early on typos
+        self.train_tf = train_transform(
+            self.image_size, self.in_chans, self.mean, self.std, interpolation,
+            rand_augment, random_erasing, scale=source.rrc_scale, hflip=source.hflip,
+        )  # fmt: skip
+        self.mixup_fn = self._make_mixup(mixup, cutmix, label_smoothing)
+        self._splits: Splits | None = None
+
+    def _make_mixup(self, mixup: float, cutmix: float, label_smoothing: float):
+        if mixup <= 0 and cutmix <= 0:
+            return None
+        from timm.data import Mixup
+
+        return Mixup(
+            mixup_alpha=mixup,
+            cutmix_alpha=cutmix,
+            label_smoothing=label_smoothing,
+            num_classes=self.num_classes,
+        )
+
+    # -- Lightning hooks ---------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        self.source.prepare()
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the splits once (idempotent), applying ``train_limit`` to the training split."""
+        if self._splits is not None:
+            return
+        splits = self.source.load()
+        if self.train_limit is not None and self.train_limit < len(splits.train):
+            keep = stratified_subset(splits.train.labels, self.train_limit, self.seed)
+            splits.train = splits.train.subset(keep)
+        for split in SPLITS:
+            ds = getattr(splits, split)
+            if ds is not None and len(ds) == 0:
+                raise ValueError(f"{self.name}: the {split} split is empty after loading")
+        self._splits = splits
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Loaded arrays can be tens of MB; ddp_spawn pickles the module into every process and
+        # Lightning calls setup() there anyway, so ship the recipe, not the data.
+        state = self.__dict__.copy()
+        state["_splits"] = None
+        return state
+
+    # -- loaders -----------------------------------------------------------------------------
+    def _split(self, split: str):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        self.setup()
+        ds = getattr(self._splits, split)
+        if ds is None:
+            raise ValueError(
+                f"{self.name} has no test split (add a test/ folder with the same class "
+                "subfolders); the val split is for model selection and is not reused as test"
+            )
+        return ds
+
+    def _loader(self, dataset, *, shuffle: bool, drop_last: bool, batch_size: int | None = None):
+        workers = self.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=batch_size or self.batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self._split("train").with_transform(self.train_tf)
+        # Full batches only: a trailing batch of one sample breaks BatchNorm in train mode, and
+        # timm's Mixup requires an even batch. Keep a single short batch if that is all there is.
+        return self._loader(ds, shuffle=True, drop_last=len(ds) >= self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.eval_dataloader("val", self.eval_image_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.eval_dataloader("test", self.eval_image_size)
+
+    def eval_dataloader(
+        self,
+        split: str,
+        image_size: int,
+        crop_pct: float | None = None,
+        *,
+        shuffle: bool = False,
+        batch_size: int | None = None,
+    ) -> DataLoader:
+        """Loader over ``split`` with the eval transform at ``image_size``.
+
+        For resolution sweeps (``shuffle=False``) and for FixRes fine-tuning on training images
+        with test-time preprocessing (``split="train", shuffle=True``; then full batches only).
+        """
+        ds = self._split(split).with_transform(self.eval_transform(image_size, crop_pct))
+        drop_last = shuffle and len(ds) >= (batch_size or self.batch_size)
+        return self._loader(ds, shuffle=shuffle, drop_last=drop_last, batch_size=batch_size)
+
+    def eval_transform(self, image_size: int | None = None, crop_pct: float | None = None):
+        """The one eval preprocessing, for this data, at ``image_size`` (default eval size)."""
+        return eval_transform(
+            image_size or self.eval_image_size,
+            self.crop_pct if crop_pct is None else crop_pct,
+            self.interpolation,
+            self.mean,
+            self.std,
+        )
+
+    # -- metadata ----------------------------------------------------------------------------
+    @property
+    def data_config(self) -> dict[str, Any]:
+        """timm-style preprocessing config, to store next to weights and in model cards."""
+        return {
+            "dataset": self.name,
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names),
+            "input_size": (self.in_chans, self.image_size, self.image_size),
+            "test_input_size": (self.in_chans, self.eval_image_size, self.eval_image_size),
+            "crop_pct": self.crop_pct,
+            "interpolation": self.interpolation,
+            "mean": self.mean,
+            "std": self.std,
+        }
+
+    def split_sizes(self) -> dict[str, int]:
+        """Number of samples per split (after ``train_limit``); loads the data if needed."""
+        self.setup()
+        return {s: len(getattr(self._splits, s)) for s in SPLITS if getattr(self._splits, s) is not None}
+
+    def split_labels(self, split: str) -> np.ndarray:
+        """Integer labels of ``split`` in loader order (unshuffled), e.g. for per-class metrics."""
+        return self._split(split).labels.copy()
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
