@@ -46,10 +46,10 @@ def run(args: argparse.Namespace) -> int:
 
     table = Table(title=f"effzoo models ({len(rows)})")
     for col in ("name", "family", "params (M)", "GMACs", "resolution", "width", "depth"):
-        table.add_column(col, justify="left" if col in ("name", "family") else "right")
+        table.add_column(col, justify="left" if col in ("name", "family") else "right", no_wrap=True)
     for r in rows:
         gmacs = "-" if r["macs"] is None else f"{r['macs'] / 1e9:.3f}"
         table.add_row(r["name"], r["family"], f"{r['params'] / 1e6:.2f}", gmacs, str(r["resolution"]),
                       f"{r['width']:g}", f"{r['depth']:g}")
-    Console().print(table)
+    Console(width=max(100, Console().width)).print(table)  # never truncate names in pipes/CI logs
     return 0

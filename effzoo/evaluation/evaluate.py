@@ -1,0 +1,110 @@
+"""Evaluate a classifier on a split, at one or several test resolutions.
+
+Every number comes from one pass that collects logits; metrics are computed from them:
+top-1/top-5, loss, per-class accuracy, confusion matrix, expected calibration error (ECE, 15
+equal-width confidence bins, Guo et al. 2017) and images/s of the forward pass.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+
+def parse_resolutions(text: str | Sequence[int], min_size: int = 1) -> list[int]:
+    """Parse "224,256,288" (or a list) into sorted unique ints, each at least `min_size` (the net's stride)."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    try:
+        values = [int(str(v).strip()) for v in items if str(v).strip()]
+    except ValueError:
+        raise ValueError(f"could not parse resolutions {text!r}: expected comma-separated integers like 224,256,288") from None
+    if not values:
+        raise ValueError(f"no resolution given in {text!r}: expected comma-separated integers like 224,256,288")
+    too_small = [v for v in values if v < min_size]
+    if too_small:
+        raise ValueError(
+            f"test resolution(s) {too_small} are smaller than the network's total stride {min_size}: the feature map "
+            f"would be empty. Use resolutions >= {min_size}."
+        )
+    return sorted(set(values))
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: Iterable, channels_last: bool = True) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Logits and targets over a loader, and the seconds spent in the forward passes."""
+    model.eval()
+    device = next(model.parameters()).device
+    logits, targets, seconds = [], [], 0.0
+    for x, y in loader:
+        x = x.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        start = time.perf_counter()
+        logits.append(model(x).float().cpu())
+        seconds += time.perf_counter() - start
+        targets.append(y.cpu())
+    return torch.cat(logits), torch.cat(targets), seconds
+
+
+def expected_calibration_error(probs: torch.Tensor, targets: torch.Tensor, n_bins: int = 15) -> float:
+    conf, pred = probs.max(1)
+    correct = pred.eq(targets).float()
+    edges = torch.linspace(0, 1, n_bins + 1)
+    ece = torch.zeros(())
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        in_bin = (conf > lo) & (conf <= hi)
+        if in_bin.any():
+            ece += in_bin.float().mean() * (conf[in_bin].mean() - correct[in_bin].mean()).abs()
+    return float(ece)
+
+
+def classification_metrics(logits: torch.Tensor, targets: torch.Tensor, num_classes: int) -> dict[str, Any]:
+    """Accuracy (top-1, top-k with k = min(5, classes)), loss, per-class accuracy, confusion matrix, ECE."""
+    if len(targets) == 0:
+        raise ValueError("cannot compute metrics on an empty split")
+    k = min(5, num_classes)
+    topk = logits.topk(k, dim=1).indices
+    pred = topk[:, 0]
+    confusion = torch.bincount(targets * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
+    support = confusion.sum(1)
+    per_class = (confusion.diag().float() / support.clamp(min=1).float()).tolist()
+    return {
+        "top1": 100.0 * pred.eq(targets).float().mean().item(),
+        f"top{k}" if k != 5 else "top5": 100.0 * topk.eq(targets[:, None]).any(1).float().mean().item(),
+        "loss": F.cross_entropy(logits, targets).item(),
+        "ece": expected_calibration_error(logits.softmax(1), targets),
+        "per_class_top1": [100.0 * a for a in per_class],
+        "confusion_matrix": confusion.tolist(),
+        "num_samples": int(len(targets)),
+    }
+
+
+def evaluate_loader(model: nn.Module, loader: DataLoader, num_classes: int, channels_last: bool = True) -> dict[str, Any]:
+    logits, targets, seconds = predict(model, loader, channels_last)
+    metrics = classification_metrics(logits, targets, num_classes)
+    metrics["images_per_s"] = len(targets) / seconds if seconds > 0 else float("nan")
+    return metrics
+
+
+def resolution_sweep(model: nn.Module, datamodule: Any, resolutions: Sequence[int], split: str = "val",
+                     crop_pct: float | None = None, with_macs: bool = False) -> list[dict[str, Any]]:
+    """Evaluate `model` on `split` at each test resolution with the test-time preprocessing (resize by crop_pct, center crop)."""
+    from ..models import model_info
+
+    stride = getattr(model, "total_stride", 1)
+    rows = []
+    for res in parse_resolutions(resolutions, stride):
+        row = {"resolution": res, "split": split}
+        row.update(evaluate_loader(model, datamodule.eval_dataloader(split, res, crop_pct), datamodule.num_classes))
+        if with_macs:
+            row["macs"] = model_info(model, (datamodule.in_chans, res, res))["macs"]
+        rows.append(row)
+    return rows
+
+
+def best_resolution(rows: Sequence[dict[str, Any]], metric: str = "top1") -> int:
+    """The resolution with the highest `metric`; ties go to the smaller (cheaper) resolution."""
+    return max(rows, key=lambda r: (r[metric], -r["resolution"]))["resolution"]
