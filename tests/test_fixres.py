@@ -11,7 +11,7 @@ from effzoo.training.fixres import fixres_finetune, last_batchnorm, recalibrate_
 
 @pytest.fixture(scope="module")
 def data():
-    dm = create_datamodule("synthetic", batch_size=32, num_workers=0, num_classes=4, size=32, num_samples=192,
+    dm = create_datamodule("synthetic", batch_size=32, num_workers=0, num_classes=4, size=16, num_samples=96,
                            rand_augment=None)
     dm.setup()
     return dm
@@ -28,9 +28,9 @@ def snapshot(model):
 
 def test_sweep_has_one_deterministic_entry_per_resolution(data):
     model = tiny_model()
-    a = resolution_sweep(model, data, "40,24,32", split="val")
-    b = resolution_sweep(model, data, [24, 32, 40], split="val")
-    assert [r["resolution"] for r in a] == [24, 32, 40]
+    a = resolution_sweep(model, data, "24,16,20", split="val")
+    b = resolution_sweep(model, data, [16, 20, 24], split="val")
+    assert [r["resolution"] for r in a] == [16, 20, 24]
     for ra, rb in zip(a, b):
         for key in ("top1", "top4", "loss", "ece"):
             assert ra[key] == rb[key]
@@ -61,7 +61,7 @@ def test_bad_resolution_lists(text, match):
 def test_bn_recalibration_changes_running_stats_only(data):
     model = tiny_model()
     before = snapshot(model)
-    recalibrate_bn(model, data.eval_dataloader("train", 40), which="last")
+    recalibrate_bn(model, data.eval_dataloader("train", 24), which="last")
     after = model.state_dict()
     bn_name = next(n for n, m in model.named_modules() if m is last_batchnorm(model))
     changed = {k for k in before if not torch.equal(before[k], after[k])}
@@ -71,7 +71,7 @@ def test_bn_recalibration_changes_running_stats_only(data):
 
 def test_recalibrated_stats_equal_the_population_statistics(data):
     model = tiny_model()
-    loader = data.eval_dataloader("train", 32)
+    loader = data.eval_dataloader("train", 16)
     recalibrate_bn(model, loader, which="last")
     bn = last_batchnorm(model)
     feats = []
@@ -88,7 +88,7 @@ def test_recalibrated_stats_equal_the_population_statistics(data):
 def test_finetune_changes_only_the_chosen_parameter_groups(data, adapt):
     model = tiny_model()
     before = snapshot(model)
-    fixres_finetune(model, data.eval_dataloader("train", 40, shuffle=True), adapt=adapt, epochs=1, lr=0.05)
+    fixres_finetune(model, data.eval_dataloader("train", 24, shuffle=True), adapt=adapt, epochs=1, lr=0.05)
     after = model.state_dict()
     bn_name = next(n for n, m in model.named_modules() if m is last_batchnorm(model))
     allowed = {f"{bn_name}.running_mean", f"{bn_name}.running_var", f"{bn_name}.num_batches_tracked"}
@@ -101,7 +101,7 @@ def test_finetune_changes_only_the_chosen_parameter_groups(data, adapt):
 def test_finetune_all_and_bad_adapt(data):
     model = tiny_model()
     before = snapshot(model)
-    fixres_finetune(model, data.eval_dataloader("train", 32, shuffle=True), adapt="all", epochs=1, lr=0.05)
+    fixres_finetune(model, data.eval_dataloader("train", 16, shuffle=True), adapt="all", epochs=1, lr=0.05)
     assert not torch.equal(before["conv_stem.weight"], model.conv_stem.weight)
     with pytest.raises(ValueError, match="unknown adapt"):
         fixres_finetune(model, [], adapt="everything")
