@@ -108,3 +108,36 @@ def resolution_sweep(model: nn.Module, datamodule: Any, resolutions: Sequence[in
 def best_resolution(rows: Sequence[dict[str, Any]], metric: str = "top1") -> int:
     """The resolution with the highest `metric`; ties go to the smaller (cheaper) resolution."""
     return max(rows, key=lambda r: (r[metric], -r["resolution"]))["resolution"]
+
+
+def datamodule_for(model: nn.Module, data: str, *, data_dir: str | None = None, batch_size: int = 128,
+                   num_workers: int | None = None, seed: int = 0) -> Any:
+    """The data module for evaluating `model`, with the preprocessing the model was trained with.
+
+    The model's stored normalization and crop win over the data's own defaults: a model must be
+    evaluated with the statistics it saw in training.
+    """
+    from ..data import create_datamodule
+
+    cfg = getattr(model, "pretrained_cfg", {})
+    require_preprocessing(cfg)
+    dm = create_datamodule(data, data_dir=data_dir, batch_size=batch_size, num_workers=num_workers, seed=seed,
+                           crop_pct=cfg["crop_pct"], interpolation=cfg["interpolation"], rand_augment=None)
+    if dm.in_chans != model.in_chans or dm.num_classes != model.num_classes:
+        raise ValueError(
+            f"the data {data!r} has {dm.in_chans} channel(s) and {dm.num_classes} classes but the model expects "
+            f"{model.in_chans} channel(s) and {model.num_classes} classes: evaluate it on the data it was trained for"
+        )
+    dm.mean, dm.std = tuple(cfg["mean"]), tuple(cfg["std"])
+    return dm
+
+
+def require_preprocessing(cfg: dict) -> None:
+    """A trained checkpoint must say how its inputs were prepared; name what is missing."""
+    missing = [k for k in ("input_size", "test_input_size", "crop_pct", "interpolation", "mean", "std", "class_names")
+               if k not in cfg]
+    if missing:
+        raise ValueError(
+            f"the checkpoint has no preprocessing metadata for {', '.join(missing)} (pretrained_cfg); it was not "
+            f"written by `effzoo train`. Keep its model.json beside the weights, or re-export it with effzoo."
+        )
