@@ -6,7 +6,6 @@ import gzip
 import hashlib
 import pickle
 import struct
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from PIL import Image
 
 from effzoo.data import (
     ClassificationDataModule,
+    ImageFileDataset,
     create_datamodule,
     download_fashion_mnist,
     download_file,
@@ -235,6 +235,20 @@ def test_image_folder_corrupt_file(tmp_path):
         strict.setup()
 
 
+def test_unreadable_file_at_load_time(tmp_path):
+    """A file that breaks after the setup scan: skipped with a warning, or a named error."""
+    good, bad = tmp_path / "good.png", tmp_path / "bad.png"
+    _save(good, "RGB", seed=1)
+    bad.write_bytes(b"not a png")
+    ds = ImageFileDataset([str(bad), str(good)], [0, 1], mode="L")
+    with pytest.warns(UserWarning, match="bad.png"):
+        image, label = ds[0]
+    assert label == 1 and image.mode == "L"
+    strict = ImageFileDataset([str(bad)], [0], on_bad_image="error")
+    with pytest.raises(ValueError, match="bad.png"):
+        strict[0]
+
+
 def test_image_folder_layout_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="val/.*expected layout"):
         create_datamodule(str(make_folder(tmp_path / "a", splits=("train",))))
@@ -303,7 +317,8 @@ def test_fashion_mnist_download_and_load_from_mirror(tmp_path):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     for prefix, n in (("train", 60), ("t10k", 20)):
-        write_idx(mirror / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), np.uint8))
+        images = rng.integers(0, 256, (n, 28, 28), np.uint8)
+        write_idx(mirror / f"{prefix}-images-idx3-ubyte.gz", images)
         write_idx(mirror / f"{prefix}-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))
     dest = tmp_path / "fm"
     download_fashion_mnist(dest, mirrors=(mirror.as_uri() + "/",), verify_md5=False)

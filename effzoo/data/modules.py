@@ -25,8 +25,11 @@ SPLITS = ("train", "val", "test")
 def default_num_workers() -> int:
     """Loader worker count when the caller does not choose one.
 
-    Measured on the 2-core dev machine (see the data README notes): one worker overlaps PIL
-    augmentation with the training step; a second competes with torch's compute threads.
+    On the 2-core dev machine, RandAugment at 64 px costs ~0.3 ms CPU per image against
+    >= 5 ms for a small CNN's training step, so loading is a few percent of an epoch whatever
+    the choice; loader-only epochs were equal for 0/1/2 workers within noise and the fastest
+    full training epochs came with one worker (it overlaps loading with compute, a second
+    one only competes with torch's threads). More cores: leave one for the main process.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return 1 if (cores or 1) <= 2 else min(8, (cores or 1) - 1)
@@ -90,8 +93,8 @@ class ClassificationDataModule(pl.LightningDataModule):
         self.has_test = source.has_test
 
         self.batch_size = batch_size
-        self.image_size = image_size or source.base_resolution
-        self.eval_image_size = eval_image_size or self.image_size
+        self.image_size = int(image_size or source.base_resolution)
+        self.eval_image_size = int(eval_image_size or self.image_size)
         self.crop_pct = crop_pct
         self.interpolation = interpolation
         self.num_workers = default_num_workers() if num_workers is None else num_workers
@@ -225,12 +228,22 @@ class ClassificationDataModule(pl.LightningDataModule):
             "interpolation": self.interpolation,
             "mean": self.mean,
             "std": self.std,
+            "train_augmentation": {
+                "random_resized_crop_scale": tuple(self.source.rrc_scale),
+                "hflip": self.source.hflip,
+                "rand_augment": self.rand_augment,
+                "random_erasing": self.random_erasing,
+                "mixup": self.mixup_fn.mixup_alpha if self.mixup_fn else 0.0,
+                "cutmix": self.mixup_fn.cutmix_alpha if self.mixup_fn else 0.0,
+                "label_smoothing": self.label_smoothing,
+            },
         }
 
     def split_sizes(self) -> dict[str, int]:
         """Number of samples per split (after ``train_limit``); loads the data if needed."""
         self.setup()
-        return {s: len(getattr(self._splits, s)) for s in SPLITS if getattr(self._splits, s) is not None}
+        present = {s: getattr(self._splits, s) for s in SPLITS}
+        return {s: len(ds) for s, ds in present.items() if ds is not None}
 
     def split_labels(self, split: str) -> np.ndarray:
         """Integer labels of ``split`` in loader order (unshuffled), e.g. for per-class metrics."""

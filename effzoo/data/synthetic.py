@@ -77,7 +77,7 @@ class SyntheticSource(DataSource):
         fraction = 0.25 if val_fraction is None else val_fraction
         self.eval_samples = max(num_classes, int(round(num_samples * fraction)))
         # Analytic stats of the generator are awkward (clipping); measure a small sample instead.
-        probe, _ = make_synthetic(256, num_classes, in_chans, size, seed, split_seed=_STATS_SPLIT_SEED)
+        probe, _ = make_synthetic(256, num_classes, in_chans, size, seed, _STATS_SPLIT_SEED)
         probe = probe.reshape(len(probe), -1, in_chans) / 255.0
         self.mean = tuple(round(float(v), 4) for v in probe.mean(axis=(0, 1)))
         self.std = tuple(round(float(v), 4) for v in probe.std(axis=(0, 1)))

@@ -7,6 +7,7 @@ comparable everywhere (FixRes issue #4: fine-tune with the preprocessing you eva
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 from torchvision import transforms as T
@@ -60,7 +61,8 @@ def _check_stats(mean: Sequence[float], std: Sequence[float], in_chans: int | No
 
 
 def _check_size(image_size: int) -> None:
-    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
+    integral = isinstance(image_size, numbers.Integral) and not isinstance(image_size, bool)
+    if not integral or image_size < 1:
         raise ValueError(f"image_size must be a positive int, got {image_size!r}")
 
 
@@ -123,6 +125,7 @@ def train_transform(
     if not 0.0 <= random_erasing <= 1.0:
         raise ValueError(f"random_erasing is a probability in [0, 1], got {random_erasing}")
 
+    image_size = int(image_size)
     ops: list = [
         T.RandomResizedCrop(
             image_size, scale=(lo, hi), interpolation=resolve_interpolation(interpolation)
@@ -152,6 +155,7 @@ def eval_transform(
     """Resize(floor(image_size / crop_pct)) + CenterCrop(image_size) + ToTensor + Normalize."""
     _check_size(image_size)
     _check_stats(mean, std, None)
+    image_size = int(image_size)
     return T.Compose(
         [
             T.Resize(
