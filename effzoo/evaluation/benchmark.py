@@ -1,0 +1,305 @@
+"""`effzoo benchmark`: inference and training throughput of an effzoo model next to timm's model of the same name.
+
+Protocol (one process, one run, so both sides see the same machine load):
+
+* inference: effzoo's inference-optimized copy (BN folded, channels_last, optionally
+  `torch.compile`) against timm's model as `timm.create_model` gives it (eager, NCHW), both
+  under `torch.inference_mode()`;
+* training: one SGD step (forward, cross-entropy, backward, update) of effzoo's model in
+  channels_last against timm's (eager, NCHW);
+* warm-up calls first (a compiled model compiles on its first call; that time is reported
+  separately as `compile_s`), then `repeats` rounds in which each contestant runs `iters`
+  batches in turn (interleaved), so slow phases of a shared machine hit both;
+* per-batch latencies give p50/p90/p99; images/s is batch size / median latency, which a few
+  interrupted batches do not move.
+
+Names timm lacks (`efficientnet` + phi, any phi= or multiplier) are benchmarked alone, with a
+note saying why there is no comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models import create_model, model_info
+from .inference import optimize_for_inference
+
+BENCHES = ("infer", "train", "both")
+
+
+def latency_stats(seconds: list[float], batch_size: int) -> dict[str, Any]:
+    """Latency percentiles (ms per batch) and images/s (batch / median latency) of per-batch timings."""
+    if not seconds:
+        raise ValueError("no timings to summarize")
+    ordered = sorted(seconds)
+
+    def pct(q: float) -> float:  # linear interpolation between closest ranks
+        pos = (len(ordered) - 1) * q
+        lo, hi = math.floor(pos), math.ceil(pos)
+        return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+    p50 = pct(0.5)
+    return {
+        "images_per_s": batch_size / p50 if p50 > 0 else float("inf"),
+        "images_per_s_mean": batch_size * len(seconds) / sum(seconds) if sum(seconds) > 0 else float("inf"),
+        "latency_ms": {"p50": 1e3 * p50, "p90": 1e3 * pct(0.9), "p99": 1e3 * pct(0.99),
+                       "mean": 1e3 * sum(seconds) / len(seconds), "min": 1e3 * ordered[0]},
+        "batches": len(seconds),
+        "batch_size": batch_size,
+    }
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timm_model(name: str, effzoo_args: dict[str, Any], num_classes: int, in_chans: int) -> tuple[nn.Module | None, str | None]:
+    """timm's model of the same name and classes, or None and the reason there is none."""
+    changed = sorted(k for k in ("phi", "coefficients", "depth_multiplier", "width_multiplier", "resolution", "small_input")
+                     if effzoo_args.get(k) not in (None, False))
+    if changed:
+        return None, (f"effzoo's {name} with {', '.join(f'{k}={effzoo_args[k]}' for k in changed)} is a different "
+                      f"architecture (scaled or small-input); timm has no such model")
+    try:
+        import timm
+    except ImportError:  # pragma: no cover - timm is a dependency
+        return None, "timm is not installed"
+    if not timm.is_model(name):
+        return None, f"timm has no model named {name!r}"
+    return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans), None
+
+
+def benchmark(name: str, *, res: int | None = None, batch_size: int = 16, bench: str = "both", compile: bool = False,
+              phi: float | None = None, num_classes: int = 1000, in_chans: int = 3, warmup: int = 2, iters: int = 10,
+              repeats: int = 3, compare_timm: bool = True, device: str = "cpu", threads: int | None = None,
+              log: Callable[[str], None] | None = None, **model_args: Any) -> dict[str, Any]:
+    """Benchmark effzoo's `name` (optimized for inference; channels_last for training) against timm's, interleaved.
+
+    Returns a JSON-ready dict: `effzoo` and `timm` (params, MACs, `infer`/`train` stats, how each
+    ran), `speedup` (effzoo images/s over timm's per bench), `timm_note` when timm is absent, and
+    the protocol and environment. `threads` sets torch's CPU threads for the run (restored after).
+    """
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return benchmark(name, res=res, batch_size=batch_size, bench=bench, compile=compile, phi=phi,
+                             num_classes=num_classes, in_chans=in_chans, warmup=warmup, iters=iters, repeats=repeats,
+                             compare_timm=compare_timm, device=device, threads=None, log=log, **model_args)
+        finally:
+            torch.set_num_threads(before)
+    if bench not in BENCHES:
+        raise ValueError(f"unknown bench {bench!r}; choose one of {', '.join(BENCHES)}")
+    for label, value, minimum in (("batch size", batch_size, 1), ("iters", iters, 1), ("repeats", repeats, 1), ("warmup", warmup, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{label} must be an integer >= {minimum}, got {value!r}")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but CUDA is not available")
+    log = log or (lambda msg: None)
+    args = dict(model_args, num_classes=num_classes, in_chans=in_chans)
+    if phi is not None:
+        args["phi"] = phi
+    ours = create_model(name, **args).to(dev)
+    res = int(res or ours.pretrained_cfg["input_size"][-1])
+    stride = getattr(ours, "total_stride", 1)
+    if res < stride:
+        raise ValueError(f"resolution {res} is smaller than {name}'s total stride {stride}")
+    size = (in_chans, res, res)
+
+    theirs, note = _timm_model(name, args, num_classes, in_chans) if compare_timm else (None, "comparison with timm turned off")
+    if theirs is not None:
+        theirs = theirs.to(dev)
+    sides: dict[str, dict[str, Any]] = {"effzoo": _info(ours, size)}
+    if theirs is not None:
+        sides["timm"] = _info(theirs, size)
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch_size, *size, generator=gen).to(dev)
+    y = torch.randint(0, max(num_classes, 1), (batch_size,), generator=gen).to(dev)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    protocol = {"warmup": warmup, "iters": iters, "repeats": repeats, "interleaved": True,
+                "images_per_s": "batch_size / median per-batch latency"}
+
+    if bench in ("infer", "both"):
+        log(f"inference: optimizing {name} (fold BN, channels_last{', torch.compile' if compile else ''})")
+        fast = optimize_for_inference(ours, compile=compile, channels_last=True)
+        runners = {"effzoo": _infer_step(fast, x_cl)}
+        sides["effzoo"]["infer_path"] = "BN folded, channels_last" + (", torch.compile" if compile else "") + ", inference_mode"
+        if theirs is not None:
+            theirs.eval()
+            runners["timm"] = _infer_step(theirs, x)
+            sides["timm"]["infer_path"] = "eager, NCHW (timm default), inference_mode"
+        with torch.inference_mode():
+            results = interleaved_timings(runners, warmup, iters, repeats, dev, log, "inference")
+        for side, (times, first) in results.items():
+            sides[side]["infer"] = latency_stats(times, batch_size)
+            sides[side]["infer"]["first_call_s"] = first
+        del fast, runners
+
+    if bench in ("train", "both"):
+        ours.train().to(memory_format=torch.channels_last)
+        runners = {"effzoo": _train_step(ours, x_cl, y)}
+        sides["effzoo"]["train_path"] = "eager, channels_last, SGD step"
+        if theirs is not None:
+            theirs.train()
+            runners["timm"] = _train_step(theirs, x, y)
+            sides["timm"]["train_path"] = "eager, NCHW (timm default), SGD step"
+        results = interleaved_timings(runners, warmup, iters, repeats, dev, log, "training")
+        for side, (times, first) in results.items():
+            sides[side]["train"] = latency_stats(times, batch_size)
+            sides[side]["train"]["first_call_s"] = first
+
+    speedup = {}
+    if "timm" in sides:
+        for b in ("infer", "train"):
+            if b in sides["effzoo"] and b in sides["timm"]:
+                speedup[b] = sides["effzoo"][b]["images_per_s"] / sides["timm"][b]["images_per_s"]
+    try:
+        import timm
+        timm_version = timm.__version__
+    except ImportError:  # pragma: no cover - timm is a dependency
+        timm_version = None
+    return {
+        "model": name,
+        "model_args": {k: v for k, v in args.items()},
+        "resolution": res,
+        "batch_size": batch_size,
+        "bench": bench,
+        "compile": compile,
+        "effzoo": sides["effzoo"],
+        "timm": sides.get("timm"),
+        "timm_note": note,
+        "speedup": speedup,
+        "protocol": protocol,
+        "environment": {"device": str(dev), "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+                        "torch": torch.__version__, "timm": timm_version},
+    }
+
+
+def _info(model: nn.Module, size: tuple[int, int, int]) -> dict[str, Any]:
+    info = model_info(model, size)
+    return {"params": info["params"], "macs": info["macs"]}
+
+
+def _infer_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        model(x)
+
+    return step
+
+
+def _train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    return step
+
+
+def interleaved_timings(runners: dict[str, Callable[[], None]], warmup: int, iters: int, repeats: int, dev: torch.device,
+                log: Callable[[str], None], what: str) -> dict[str, tuple[list[float], float]]:
+    """Per-batch seconds for each runner, rounds interleaved; and each runner's first-call seconds (compile, caches)."""
+    first: dict[str, float] = {}
+    for side, step in runners.items():
+        for i in range(max(warmup, 1)):
+            start = time.perf_counter()
+            step()
+            _sync(dev)
+            if i == 0:
+                first[side] = time.perf_counter() - start
+    times: dict[str, list[float]] = {side: [] for side in runners}
+    for r in range(repeats):
+        for side, step in runners.items():
+            for _ in range(iters):
+                start = time.perf_counter()
+                step()
+                _sync(dev)
+                times[side].append(time.perf_counter() - start)
+        log(f"{what}: round {r + 1}/{repeats} " + ", ".join(f"{s} {len(t)} batches" for s, t in times.items()))
+    return {side: (times[side], first[side]) for side in runners}
+
+
+# ---------------------------------------------------------------- CLI
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="registered model name, e.g. efficientnet_b0 (see `effzoo models`)")
+    p.add_argument("--phi", type=float, default=None, help="compound-scaling coefficient (no timm counterpart then)")
+    p.add_argument("--res", type=int, default=None, help="input resolution (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--bench", choices=BENCHES, default="both", help="inference, training or both (default)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the optimized inference model (slow first call)")
+    p.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON to FILE ('-' for stdout)")
+    p.add_argument("--iters", type=int, default=10, help="timed batches per contestant per round")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
+    p.add_argument("--warmup", type=int, default=2, help="untimed batches per contestant first")
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--in-chans", type=int, default=3)
+    p.add_argument("--no-timm", action="store_true", help="do not benchmark timm's model")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's); 1 is steadier on a CPU shared with other jobs")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    result = benchmark(args.model, res=args.res, batch_size=args.batch_size, bench=args.bench, compile=args.compile,
+                       phi=args.phi, num_classes=args.num_classes, in_chans=args.in_chans, warmup=args.warmup,
+                       iters=args.iters, repeats=args.repeats, compare_timm=not args.no_timm, device=args.device, threads=args.threads,
+                       log=lambda m: console.log(m))
+    if args.json == "-":
+        print(json.dumps(result, indent=2))
+        return 0
+    Console(width=max(170, Console().width)).print(result_table(result))  # never wrap in pipes/CI logs
+    if result["timm_note"]:
+        print(f"no timm comparison: {result['timm_note']}")
+    for b, ratio in result["speedup"].items():
+        print(f"{'inference' if b == 'infer' else 'training'}: effzoo / timm = {ratio:.2f}x images/s")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def result_table(result: dict[str, Any]):
+    from rich.table import Table
+
+    env = result["environment"]
+    title = (f"{result['model']} at {result['resolution']} px, batch {result['batch_size']} "
+             f"({env['device']}, {env['threads']} threads, torch {env['torch']}, timm {env['timm']})")
+    table = Table(title=title)
+    for col in ("bench", "implementation", "how", "images/s", "p50 ms", "p90 ms", "p99 ms", "params (M)", "GMACs", "vs timm"):
+        table.add_column(col, justify="left" if col in ("bench", "implementation", "how") else "right", no_wrap=True)
+    for b in ("infer", "train"):
+        for side in ("effzoo", "timm"):
+            row = result.get(side)
+            if not row or b not in row:
+                continue
+            s = row[b]
+            ratio = result["speedup"].get(b) if side == "effzoo" else 1.0 if result["speedup"].get(b) else None
+            table.add_row(
+                "inference" if b == "infer" else "training", side, row[f"{b}_path"],
+                f"{s['images_per_s']:.1f}", f"{s['latency_ms']['p50']:.1f}", f"{s['latency_ms']['p90']:.1f}",
+                f"{s['latency_ms']['p99']:.1f}", f"{row['params'] / 1e6:.2f}", f"{row['macs'] / 1e9:.3f}",
+                "-" if ratio is None else f"{ratio:.2f}x",
+            )
+    return table
