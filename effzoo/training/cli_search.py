@@ -1,0 +1,143 @@
+"""`effzoo search`: the EfficientNet paper's grid search for alpha, beta, gamma at phi = 1, on your data.
+
+    effzoo search --model efficientnet --data digits --grid-step 0.1 --epochs 2 --budget-minutes 20
+
+Each candidate trains with the same recipe and seed (the recipe comes from --config or the
+defaults of `effzoo train`); successive halving gives the survivors more epochs. Results go to
+OUTPUT/search.json after every finished run, so an interrupted search resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..search import Candidate, candidate_row, candidates, halving_runs, rank, successive_halving
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="efficientnet", help="family to scale: efficientnet, resnet, mobilenetv2, or a named base")
+    p.add_argument("--data", default="digits", help="digits, fashion-mnist, synthetic or an image folder")
+    p.add_argument("--data-dir")
+    p.add_argument("--config", help="YAML training recipe for every candidate (as `effzoo train --config`)")
+    p.add_argument("--grid-step", type=float, default=0.05)
+    p.add_argument("--tolerance", type=float, default=0.1, help="allowed relative distance of alpha*beta^2*gamma^2 (and of "
+                                                                 "the measured MAC ratio) from the target")
+    p.add_argument("--target-flops-ratio", type=float, default=2.0, help="MAC growth of phi = 1 over the baseline")
+    p.add_argument("--epochs", type=int, default=1, help="epochs of the first halving round")
+    p.add_argument("--eta", type=int, default=2, help="successive halving: keep 1/eta, train eta x longer")
+    p.add_argument("--max-candidates", type=int, help="train only the N candidates whose measured ratio is closest to the target")
+    p.add_argument("--budget-minutes", type=float, help="stop starting new runs after this long")
+    p.add_argument("--objective-target", type=float, help="T of the MnasNet objective in MACs (default: 2x the baseline)")
+    p.add_argument("--objective-w", type=float, default=-0.07)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--train-limit", type=int, help="train on at most N images per candidate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", default="runs/search", help="folder for the state, per-candidate runs, JSON and plot")
+    p.add_argument("--json", help="also write the ranked table to this file")
+
+
+def _train_config(args: argparse.Namespace) -> dict[str, Any]:
+    from .config import load_yaml
+
+    base = load_yaml(args.config) if args.config else {}
+    base.update(model=args.model, data=args.data, seed=args.seed, phi=1.0, test=False, progress_bar=False)
+    for key in ("data_dir", "batch_size", "train_limit"):
+        if getattr(args, key) is not None:
+            base[key] = getattr(args, key)
+    return base
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data import create_datamodule
+    from .config import from_dict
+    from .run import run_training
+
+    if args.tolerance > 0.1:
+        raise ValueError("--tolerance above 0.1 finds coefficients that `effzoo train --coefficients` rejects (it "
+                         "accepts alpha*beta^2*gamma^2 within 10% of 2); use 0.1 or less")
+    out = Path(args.output)
+    base = _train_config(args)
+    probe_cfg = from_dict({**base, "phi": 0.0})  # validates the recipe (unknown keys, bad values) up front
+    dm = create_datamodule(args.data, data_dir=args.data_dir)
+    kept, dropped, base_macs = candidates(args.model, step=args.grid_step, target=args.target_flops_ratio,
+                                          tolerance=args.tolerance, in_chans=dm.in_chans,
+                                          base_resolution=probe_cfg.image_size or dm.base_resolution,
+                                          small_input=probe_cfg.small_input)
+    kept.sort(key=lambda c: abs(c.measured_ratio - args.target_flops_ratio))
+    if args.max_candidates:
+        kept = kept[: args.max_candidates]
+    print(f"{len(kept)} candidates within {args.tolerance:.0%} of {args.target_flops_ratio}x the baseline's "
+          f"{base_macs / 1e6:.1f} MMACs ({len(dropped)} dropped by their measured MACs); at most "
+          f"{halving_runs(len(kept), args.eta)} training runs")
+    deadline = time.monotonic() + 60 * args.budget_minutes if args.budget_minutes else None
+
+    def evaluate(c: Candidate, epochs: int) -> float:
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError
+        run_dir = out / "runs" / f"a{c.alpha:g}_b{c.beta:g}_g{c.gamma:g}_e{epochs}"
+        cfg = {**base, "coefficients": [c.alpha, c.beta, c.gamma], "epochs": epochs, "output": str(run_dir),
+               "resume": (run_dir / "last.ckpt").is_file()}
+        started = time.monotonic()
+        metrics = run_training(cfg).metrics
+        print(f"  {c.key} x{epochs} ep: val top-1 {100 * metrics['val_top1']:.2f}% ({time.monotonic() - started:.0f} s)")
+        return 100 * float(metrics["val_top1"])
+
+    try:
+        successive_halving(kept, evaluate, min_epochs=args.epochs, eta=args.eta, state_path=out / "search.json")
+    except TimeoutError:
+        print("budget reached: ranking the candidates trained so far (rerun with a larger --budget-minutes to resume)")
+    ranked = rank(kept)
+    if not ranked:
+        raise ValueError(f"--budget-minutes {args.budget_minutes} was too small to train a single candidate; "
+                         f"raise it (or use --train-limit / a coarser --grid-step)")
+    report(args, ranked, kept, dropped, base_macs, out)
+    return 0
+
+
+def report(args: argparse.Namespace, ranked: list[Candidate], kept: list[Candidate], dropped: list[Candidate],
+           base_macs: int, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    target = args.objective_target or args.target_flops_ratio * base_macs
+    rows = [candidate_row(c, target, args.objective_w) for c in ranked]
+    table = Table(title=f"alpha, beta, gamma for {args.model} on {args.data} (phi = 1)")
+    for col in ("rank", "alpha", "beta", "gamma", "formula", "measured", "MMACs", "params (M)", "epochs", "val top-1", "objective"):
+        table.add_column(col, justify="right")
+    for i, r in enumerate(rows, 1):
+        table.add_row(str(i), f"{r['alpha']:g}", f"{r['beta']:g}", f"{r['gamma']:g}", f"{r['formula_ratio']:.3f}",
+                      f"{r['measured_ratio']:.3f}", f"{r['macs'] / 1e6:.1f}", f"{r['params'] / 1e6:.2f}",
+                      max(r["accuracy"], key=int), f"{r['best_accuracy']:.2f}", f"{r['objective']:.2f}")
+    console = Console(width=max(120, Console().width))
+    console.print(table)
+    best = rows[0]
+    console.print(f"winner: effzoo train --model {args.model} --coefficients {best['coefficients_arg']} --phi 2")
+    result = {"model": args.model, "data": args.data, "baseline_macs": base_macs, "objective_target": target,
+              "winner": best, "ranked": rows,
+              "untrained": [candidate_row(c, target) for c in kept if not c.accuracy],
+              "dropped_by_measured_macs": [candidate_row(c, target) for c in dropped]}
+    (out / "ranking.json").write_text(json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    _plot(rows, out / "accuracy_vs_macs.png")
+    console.print(f"ranking.json and accuracy_vs_macs.png in {out}")
+
+
+def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+    from ..evaluation.plots import _pyplot, _save
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    ax.scatter([r["macs"] / 1e6 for r in rows], [r["best_accuracy"] for r in rows])
+    for r in rows[:5]:
+        ax.annotate(r["coefficients_arg"], (r["macs"] / 1e6, r["best_accuracy"]), fontsize=6)
+    ax.set_xlabel("MMACs at phi = 1")
+    ax.set_ylabel("val top-1 (%)")
+    ax.set_title("grid search candidates")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)

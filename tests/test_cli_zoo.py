@@ -1,0 +1,101 @@
+"""End to end on a tiny trained run: evaluate, fixres-finetune and search through the `effzoo` CLI."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from effzoo.checkpoints import load_checkpoint
+from effzoo.cli import main
+from effzoo.training.config import from_dict
+from effzoo.training.run import run_training
+
+TINY = {"model": "mobilenetv2_035", "data": "synthetic", "epochs": 1, "batch_size": 32, "progress_bar": False,
+        "num_workers": 0, "data_options": {"size": 16, "num_samples": 96}}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    run_training({**TINY, "output": str(out)})
+    return out
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_evaluate_sweeps_resolutions_and_writes_json_and_plots(trained, tmp_path, capsys):
+    js = tmp_path / "eval.json"
+    assert main(["evaluate", "--checkpoint", str(trained), "--data", "synthetic", "--res", "24,16",
+                 "--json", str(js), "--output", str(tmp_path / "plots"), "--num-workers", "0"]) == 0
+    rows = json.loads(js.read_text())["results"]
+    assert [r["resolution"] for r in rows] == [16, 24]
+    assert all(len(r["per_class_top1"]) == 4 and sum(map(sum, r["confusion_matrix"])) == r["num_samples"] for r in rows)
+    assert rows[1]["macs"] > rows[0]["macs"]
+    assert (tmp_path / "plots" / "confusion_matrix.png").stat().st_size > 1000
+    assert (tmp_path / "plots" / "accuracy_vs_resolution.png").is_file()
+    assert "per-class top-1" in capsys.readouterr().out
+
+
+def test_fixres_finetune_writes_a_new_model_with_its_test_resolution(trained, tmp_path):
+    before = digest(trained)
+    out = tmp_path / "fixres"
+    assert main(["fixres-finetune", "--checkpoint", str(trained), "--data", "synthetic", "--sweep", "16,20,24",
+                 "--epochs", "1", "--output", str(out), "--num-workers", "0"]) == 0
+    assert digest(trained) == before  # the input checkpoint is never modified
+    report = json.loads((out / "fixres.json").read_text())
+    assert [r["resolution"] for r in report["sweep_before"]] == [16, 20, 24] == [r["resolution"] for r in report["sweep_after"]]
+    chosen = report["test_resolution"]
+    assert chosen == max(report["sweep_before"], key=lambda r: (r["top1"], -r["resolution"]))["resolution"]
+    assert set(report["test"]) == {"a_train_resolution", "b_chosen_resolution", "c_bn_recalibrated", "d_finetuned"}
+    model = load_checkpoint(out)
+    assert model.pretrained_cfg["test_input_size"][-1] == chosen and model.pretrained_cfg["input_size"][-1] == 16
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["test_resolution"] == chosen and meta["fixres"]["train_resolution"] == 16
+    card = (out / "model_card.md").read_text()
+    assert str(chosen) in card
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--sweep", "16,x"], "could not parse"),
+    (["--test-res", "4"], "total stride"),
+])
+def test_fixres_bad_input(trained, tmp_path, capsys, extra, message):
+    assert main(["fixres-finetune", "--checkpoint", str(trained), "--data", "synthetic", "--output", str(tmp_path / "o"),
+                 "--num-workers", "0", *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_checkpoint_without_metadata_names_what_is_missing(trained, tmp_path, capsys):
+    lone = tmp_path / "weights.safetensors"
+    lone.write_bytes((trained / "model.safetensors").read_bytes())
+    assert main(["evaluate", "--checkpoint", str(lone), "--data", "synthetic"]) == 2
+    assert "model.json not found" in capsys.readouterr().err
+    assert main(["fixres-finetune", "--checkpoint", str(trained), "--data", "synthetic", "--output", str(trained)]) == 2
+    assert "never modified" in capsys.readouterr().err
+
+
+def test_search_ranks_resumes_and_hands_off_to_train(tmp_path, capsys):
+    out = tmp_path / "search"
+    args = ["search", "--model", "mobilenetv2_035", "--data", "synthetic", "--grid-step", "0.1", "--max-candidates", "2",
+            "--epochs", "1", "--batch-size", "32", "--output", str(out), "--json", str(tmp_path / "s.json")]
+    assert main(args) == 0
+    state = json.loads((out / "search.json").read_text())["results"]
+    assert len(state) == 2 and sum(len(v) for v in state.values()) == 3  # 2 candidates x1 epoch, the winner x2
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert main(args) == 0  # resumed: nothing retrained
+    assert sorted(p.name for p in (out / "runs").iterdir()) == runs
+    result = json.loads((tmp_path / "s.json").read_text())
+    winner = result["winner"]
+    assert max(winner["accuracy"], key=int) == "2"
+    cfg = from_dict({**TINY, "phi": 2, "coefficients": winner["coefficients_arg"]})
+    assert cfg.coefficients == [winner["alpha"], winner["beta"], winner["gamma"]]
+    assert "--coefficients " + winner["coefficients_arg"] in capsys.readouterr().out
+
+
+def test_search_with_an_empty_grid_says_how_to_widen_it(tmp_path, capsys):
+    assert main(["search", "--model", "mobilenetv2_035", "--data", "synthetic", "--grid-step", "0.3",
+                 "--tolerance", "0.001", "--output", str(tmp_path)]) == 2
+    assert "--grid-step" in capsys.readouterr().err
