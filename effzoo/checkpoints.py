@@ -114,6 +114,12 @@ def download_hub_weights(hub_id: str) -> Path:  # pragma: no cover - needs the n
         ) from None
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Any) -> Path:
     """Write through `write(tmp_path)` to a temp file in the same folder, then rename: never a half-written file."""
     path = Path(path)
@@ -122,8 +128,126 @@ def atomic_write(path: str | os.PathLike, write: Any) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+# -- trained models: weights + metadata --------------------------------------------------------
+MODEL_WEIGHTS = "model.safetensors"
+MODEL_META = "model.json"
+META_FORMAT = "effzoo-model/1"
+# Data-dependent preprocessing that a trained model carries in its pretrained_cfg.
+DATA_CFG_KEYS = ("input_size", "test_input_size", "crop_pct", "interpolation", "mean", "std", "class_names", "dataset")
+
+
+def apply_data_config(model: nn.Module, data_config: Mapping[str, Any]) -> nn.Module:
+    """Record the training data's preprocessing (normalization, resolution, class names) in `pretrained_cfg`."""
+    cfg = model.pretrained_cfg
+    for key in DATA_CFG_KEYS:
+        if data_config.get(key) is not None:
+            value = data_config[key]
+            cfg[key] = tuple(value) if key in ("input_size", "test_input_size", "mean", "std") else value
+    if "class_names" in cfg:
+        cfg["class_names"] = [str(c) for c in cfg["class_names"]]
+    return model
+
+
+def save_model(folder: str | os.PathLike, model: nn.Module, meta: Mapping[str, Any]) -> Path:
+    """Write `model.safetensors` and `model.json` (the metadata that rebuilds it) into `folder`, atomically."""
+    import json
+
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(folder / MODEL_WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    text = json.dumps(_jsonable(meta), indent=2) + "\n"
+    atomic_write(folder / MODEL_META, lambda tmp: Path(tmp).write_text(text))
+    return folder
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return obj.item() if obj.numel() == 1 else obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def load_checkpoint(path: str | os.PathLike) -> nn.Module:
+    """Rebuild a trained model, ready for inference (eval mode, preprocessing in `pretrained_cfg`).
+
+    `path` is an output folder (with model.safetensors + model.json), a `.safetensors` file
+    (metadata: its sibling `.json`, else `model.json` beside it), or a Lightning `.ckpt` written
+    by `effzoo train` (read with weights_only=True; architecture from its hyperparameters).
+    """
+    import json
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        if not (path / MODEL_WEIGHTS).is_file():
+            ckpts = sorted(path.glob("*.ckpt"))
+            hint = f"; Lightning checkpoints there: {', '.join(p.name for p in ckpts)}" if ckpts else ""
+            raise FileNotFoundError(f"{path} has no {MODEL_WEIGHTS} (is it an `effzoo train` output folder?){hint}")
+        path = path / MODEL_WEIGHTS
+    if path.suffix == ".ckpt":
+        return _load_lightning_checkpoint(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{path}: expected an output folder, a .safetensors file or a Lightning .ckpt")
+    candidates = [path.with_suffix(".json"), path.parent / MODEL_META]
+    meta_path = next((p for p in candidates if p.is_file()), None)
+    if meta_path is None:
+        raise FileNotFoundError(
+            f"{MODEL_META} not found next to {path}: it carries the architecture (model name and arguments) "
+            f"and preprocessing needed to rebuild the model. Keep {path.stem}.json or {MODEL_META} beside the "
+            f"weights, or build the model with effzoo.create_model(...) and load the weights with "
+            f"effzoo.checkpoints.load_weights(model, read_state_dict(path))."
+        )
+    try:
+        meta = json.loads(meta_path.read_text())
+        name, args = meta["model_name"], meta.get("model_args", {})
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{meta_path} is not effzoo model metadata (need model_name, model_args): {e}") from None
+    model = _build(name, args, meta.get("pretrained_cfg", {}), str(meta_path))
+    load_weights(model, read_state_dict(path), source=str(path))
+    return model.eval()
+
+
+def _build(name: str, args: Mapping[str, Any], data_config: Mapping[str, Any], source: str) -> nn.Module:
+    from .models import create_model
+
+    try:
+        model = create_model(name, **dict(args))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{source}: cannot rebuild {name!r} from its stored arguments: {e}") from None
+    return apply_data_config(model, data_config)
+
+
+def _load_lightning_checkpoint(path: Path) -> nn.Module:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"refused to load {path}: it holds pickled objects beyond plain data ({str(e).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, OSError) as e:
+        raise ValueError(f"{path} is not a readable Lightning checkpoint (truncated or corrupt?): {e}") from None
+    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, Mapping) else None
+    if not hp or "model_name" not in hp:
+        raise ValueError(
+            f"{path} has no effzoo hyperparameters (model_name, model_args): it was not written by "
+            f"`effzoo train`; build the model with create_model(...) and load its state_dict instead"
+        )
+    model = _build(hp["model_name"], hp.get("model_args", {}), hp.get("data_config") or {}, str(path))
+    # checkpoint["state_dict"] holds the EMA weights when EMA was on (what validation measured).
+    state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    load_weights(model, state, source=str(path))
+    return model.eval()

@@ -7,9 +7,15 @@ import argparse
 import sys
 from typing import Callable, Sequence
 
-# (name, help, module path, add_arguments function, run function)
+# (name, help, module with add_arguments(parser) and run(args) -> exit code)
 COMMANDS: list[tuple[str, str, str]] = [
     ("models", "list the registered models with params, MACs and resolution", "effzoo.evaluation.listing"),
+    ("train", "train a model (compound-scaled by --phi) on a dataset; export weights, metadata and a card", "effzoo.training.cli_train"),
+    ("evaluate", "metrics of a checkpoint on a split at one or several test resolutions (table, JSON, plots)", "effzoo.evaluation.cli_evaluate"),
+    ("fixres-finetune", "choose the test resolution on validation data and fine-tune the model at it (FixRes)", "effzoo.training.cli_fixres"),
+    ("search", "grid-search alpha, beta, gamma at phi = 1 on your data (the paper's step 1), resumable", "effzoo.training.cli_search"),
+    ("benchmark", "inference and training throughput next to timm's model of the same name", "effzoo.evaluation.benchmark"),
+    ("export", "export a checkpoint to ONNX or TorchScript, checked against eager outputs", "effzoo.export"),
 ]
 
 

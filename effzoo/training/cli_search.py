@@ -54,7 +54,7 @@ def _train_config(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from ..data import create_datamodule
     from .config import from_dict
-    from .run import run_training
+    from .run import auto_small_input, run_training
 
     if args.tolerance > 0.1:
         raise ValueError("--tolerance above 0.1 finds coefficients that `effzoo train --coefficients` rejects (it "
@@ -63,10 +63,11 @@ def run(args: argparse.Namespace) -> int:
     base = _train_config(args)
     probe_cfg = from_dict({**base, "phi": 0.0})  # validates the recipe (unknown keys, bad values) up front
     dm = create_datamodule(args.data, data_dir=args.data_dir)
+    base_res = probe_cfg.image_size or dm.base_resolution
+    small_input = probe_cfg.small_input if probe_cfg.small_input is not None else auto_small_input(base_res)
     kept, dropped, base_macs = candidates(args.model, step=args.grid_step, target=args.target_flops_ratio,
                                           tolerance=args.tolerance, in_chans=dm.in_chans,
-                                          base_resolution=probe_cfg.image_size or dm.base_resolution,
-                                          small_input=probe_cfg.small_input)
+                                          base_resolution=base_res, small_input=small_input)
     kept.sort(key=lambda c: abs(c.measured_ratio - args.target_flops_ratio))
     if args.max_candidates:
         kept = kept[: args.max_candidates]

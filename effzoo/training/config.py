@@ -1,0 +1,267 @@
+"""`TrainConfig`: every option of `effzoo train`, its default and its help, in one place.
+
+The same table drives the YAML loader (unknown keys are errors), the command-line flags
+(`--batch-size` for `batch_size`) and the `config.yaml` saved with each run. Precedence, lowest
+first: these defaults, the saved config of the run being resumed, `--config FILE`, CLI flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+OPTIMIZERS = ("rmsproptf", "rmsprop", "sgd", "momentum", "adamw")
+SCHEDULES = ("step", "cosine", "constant")
+# Base learning rate per 256 images of global batch, when neither --lr nor --lr-base is given.
+DEFAULT_LR_BASE = {"rmsproptf": 0.016, "rmsprop": 0.016, "sgd": 0.1, "momentum": 0.1, "adamw": 0.001}
+
+
+def option(default: Any, help: str, kind: str | None = None, choices: tuple | None = None) -> Any:
+    """A config field. `kind` (int, float, str, bool, floats, dict, devices, number) says how
+    YAML and CLI values are checked and converted; it defaults to the default's type."""
+    kind = kind or type(default).__name__
+    meta = {"help": help, "kind": kind, "choices": choices}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    # -- model ---------------------------------------------------------------------------------
+    model: str = option("efficientnet", "registered model or family name (see `effzoo models`)")
+    phi: float | None = option(None, "compound-scaling exponent phi (families: efficientnet, resnet, mobilenetv2)", "float")
+    coefficients: list | None = option(None, "alpha,beta,gamma of compound scaling (default 1.2,1.1,1.15)", "floats")
+    small_input: bool | None = option(None, "drop the first two stride-2s (total stride 32 -> 8); default: on below 128 px", "bool")
+    drop_rate: float | None = option(None, "dropout before the classifier (default: the model's, by phi)", "float")
+    drop_path_rate: float | None = option(None, "stochastic depth rate (default: the model's, 0.2 for EfficientNet)", "float")
+    # -- data ----------------------------------------------------------------------------------
+    data: str = option("digits", "digits, fashion-mnist, synthetic, or a folder with train/ and val/")
+    data_dir: str | None = option(None, "where the dataset files are (fashion-mnist IDX files)", "str")
+    data_options: dict = option({}, "extra dataset options (synthetic: num_classes, in_chans, size, num_samples)", "dict")
+    image_size: int | None = option(None, "train resolution (default: the data's base resolution x the model's gamma^phi)", "int")
+    eval_image_size: int | None = option(None, "val/test resolution (default: the train resolution)", "int")
+    crop_pct: float = option(0.875, "eval center-crop fraction")
+    interpolation: str = option("bicubic", "resize interpolation", choices=("bicubic", "bilinear", "nearest"))
+    batch_size: int = option(64, "batch size per device")
+    num_workers: int | None = option(None, "data loader workers per process (default: by core count)", "int")
+    val_fraction: float | None = option(None, "share of the training pool held out for validation", "float")
+    train_limit: int | None = option(None, "use at most this many training images (stratified)", "int")
+    on_bad_image: str = option("skip", "unreadable images in folders: skip with a warning, or fail", choices=("skip", "error"))
+    rand_augment: str | None = option("rand-m9-mstd0.5", "timm RandAugment spec ('none' to disable)", "str")
+    random_erasing: float = option(0.0, "random erasing probability")
+    mixup: float = option(0.0, "mixup alpha (0: off)")
+    cutmix: float = option(0.0, "cutmix alpha (0: off)")
+    label_smoothing: float = option(0.1, "label smoothing of the cross entropy")
+    # -- optimization --------------------------------------------------------------------------
+    epochs: int = option(30, "training epochs")
+    opt: str = option("rmsproptf", "optimizer (timm names)", choices=OPTIMIZERS)
+    lr: float | None = option(None, "absolute learning rate; overrides --lr-base", "float")
+    lr_base: float | None = option(None, "learning rate per 256 images of global batch (rmsprop 0.016, sgd 0.1, adamw 0.001)", "float")
+    momentum: float = option(0.9, "optimizer momentum (rmsprop, sgd)")
+    opt_eps: float | None = option(None, "optimizer epsilon (default: 1e-3 for rmsprop as in the paper, else the optimizer's)", "float")
+    rms_decay: float = option(0.9, "RMSProp decay of the squared-gradient average (alpha)")
+    weight_decay: float = option(1e-5, "weight decay (not applied to biases and norm layers)")
+    sched: str = option("step", "learning-rate schedule after warm-up", choices=SCHEDULES)
+    warmup_epochs: float = option(1.0, "linear warm-up length in epochs")
+    warmup_lr: float = option(1e-6, "learning rate at the start of warm-up")
+    decay_epochs: float = option(2.4, "step schedule: decay every this many epochs")
+    decay_rate: float = option(0.97, "step schedule: multiply the learning rate by this")
+    min_lr: float = option(0.0, "cosine schedule: final learning rate")
+    ema_decay: float = option(0.0, "decay of the EMA of weights (0: off; the paper uses 0.9999)")
+    # -- engine --------------------------------------------------------------------------------
+    channels_last: bool = option(True, "NHWC memory format (faster convolutions on CPU and GPU)")
+    compile: bool = option(False, "torch.compile the model")
+    precision: str = option("32-true", "Lightning precision: 32, bf16-mixed, 16-mixed, ...")
+    accelerator: str = option("auto", "cpu, gpu, auto, ...")
+    devices: Any = option("auto", "devices per node: a count, a list like 0,1, or auto", "devices")
+    num_nodes: int = option(1, "number of nodes")
+    strategy: str = option("auto", "auto, ddp, ddp_spawn, ...")
+    seed: int = option(0, "random seed (data split, init, augmentation)")
+    deterministic: bool = option(False, "ask torch for deterministic algorithms")
+    limit_train_batches: Any = option(1.0, "fraction (float) or number (int) of training batches per epoch", "number")
+    limit_val_batches: Any = option(1.0, "fraction (float) or number (int) of validation batches", "number")
+    test: bool = option(True, "evaluate the selected model once on the test split at the end")
+    progress_bar: bool = option(True, "show a progress bar")
+    # -- run -----------------------------------------------------------------------------------
+    output: str | None = option(None, "output folder (default runs/<data>-<model>[-phiN])", "str")
+    resume: bool = option(False, "continue from OUTPUT/last.ckpt")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, coerce(f, getattr(self, f.name)))
+        self.validate()
+
+    def validate(self) -> None:
+        def positive(name: str, allow_zero: bool = False) -> None:
+            v = getattr(self, name)
+            if v is not None and (v < 0 or (v == 0 and not allow_zero)):
+                raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {v}")
+
+        for name in ("epochs", "batch_size", "num_nodes", "decay_epochs", "lr", "lr_base", "image_size", "eval_image_size"):
+            positive(name)
+        for name in ("warmup_epochs", "warmup_lr", "weight_decay", "min_lr", "mixup", "cutmix", "momentum"):
+            positive(name, allow_zero=True)
+        for name in ("ema_decay", "label_smoothing", "random_erasing"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 < self.decay_rate <= 1.0:
+            raise ValueError(f"decay_rate must be in (0, 1], got {self.decay_rate}")
+        if self.coefficients is not None and len(self.coefficients) != 3:
+            raise ValueError(f"coefficients must be three numbers alpha,beta,gamma, got {self.coefficients}")
+
+    # -- conversions ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return from_dict({**self.to_dict(), **changes})
+
+    @property
+    def resolved_lr_base(self) -> float:
+        return self.lr_base if self.lr_base is not None else DEFAULT_LR_BASE[self.opt]
+
+
+# CPU-sized recipes of the built-in datasets: applied beneath --config and the flags when --data
+# names the dataset, so that `effzoo train --phi 0` is a two-minute job on a laptop. The paper's
+# ImageNet recipe (the TrainConfig defaults plus configs/efficientnet_imagenet.yaml) needs
+# thousands of steps; here there are a few hundred. configs/<data>.yaml repeat these values.
+DATA_RECIPES: dict[str, dict[str, Any]] = {
+    "digits": {
+        "small_input": True, "batch_size": 32, "epochs": 8, "opt": "adamw", "lr_base": 0.016,
+        "weight_decay": 1e-5, "sched": "cosine", "warmup_epochs": 1.0, "drop_path_rate": 0.0,
+        "rand_augment": None, "label_smoothing": 0.1, "ema_decay": 0.0,
+    },
+    "fashion-mnist": {
+        "small_input": True, "batch_size": 64, "epochs": 15, "opt": "adamw", "lr_base": 0.008,
+        "weight_decay": 0.05, "sched": "cosine", "warmup_epochs": 1.0, "drop_path_rate": 0.1,
+        "rand_augment": "rand-m6-mstd0.5", "random_erasing": 0.25, "label_smoothing": 0.1, "ema_decay": 0.999,
+    },
+}
+_DATA_ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist"}
+
+
+def data_recipe(data: Any) -> dict[str, Any]:
+    """The built-in recipe for a dataset name (empty for folders and datasets without one)."""
+    key = str(data).lower()
+    return dict(DATA_RECIPES.get(_DATA_ALIASES.get(key, key), {}))
+
+
+def resolve(values: Mapping[str, Any], source: str = "config") -> TrainConfig:
+    """A TrainConfig from user values layered over the recipe of their dataset (if it has one)."""
+    check_keys(values, source)
+    data = values.get("data", TrainConfig.__dataclass_fields__["data"].default)
+    return TrainConfig(**{**data_recipe(data), **values})
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def check_keys(values: Mapping[str, Any], source: str) -> None:
+    """Unknown keys are errors that name the key, a close match, and the valid keys."""
+    valid = field_names()
+    for key in values:
+        if key not in valid:
+            norm = str(key).replace("-", "_")
+            close = [norm] if norm in valid else difflib.get_close_matches(norm, valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown config key {key!r} in {source}{hint}; valid keys: {', '.join(valid)}")
+
+
+def from_dict(values: Mapping[str, Any], source: str = "config") -> TrainConfig:
+    check_keys(values, source)
+    return TrainConfig(**values)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a dict of known keys (not yet merged or validated)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold a mapping of option: value, got {type(values).__name__}")
+    check_keys(values, str(path))
+    return values
+
+
+def save_yaml(config: TrainConfig, path: str | Path) -> Path:
+    from ..checkpoints import atomic_write
+
+    text = yaml.safe_dump(config.to_dict(), sort_keys=False)
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def coerce(f: dataclasses.Field, value: Any) -> Any:
+    """Check and convert one value to its field's kind (YAML reads 1e-5 as a string; CLI gives strings)."""
+    kind, name = f.metadata["kind"], f.name
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+        if "None" in str(f.type):  # an optional field
+            return None
+        if value is None:
+            raise ValueError(f"{name} cannot be empty (null)")
+    try:
+        if kind == "bool":
+            if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+                return value.lower() in ("true", "yes", "1")
+            if not isinstance(value, bool):
+                raise TypeError
+        elif kind == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            value = int(value)
+        elif kind == "float":
+            if isinstance(value, bool):
+                raise TypeError
+            value = float(value)
+        elif kind == "number":
+            value = _number(value)
+        elif kind == "str":
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise TypeError
+            value = str(value)
+        elif kind == "floats":
+            items = value.split(",") if isinstance(value, str) else value
+            value = [float(v) for v in items]
+        elif kind == "dict":
+            if not isinstance(value, Mapping):
+                raise TypeError
+            value = dict(value)
+        elif kind == "devices":
+            value = _devices(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected {kind}, got {value!r}") from None
+    choices = f.metadata["choices"]
+    if choices and value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _number(value: Any) -> int | float:
+    if isinstance(value, bool):
+        raise TypeError
+    if isinstance(value, str):
+        value = float(value) if any(c in value for c in ".eE") else int(value)
+    if not isinstance(value, (int, float)):
+        raise TypeError
+    return value
+
+
+def _devices(value: Any) -> int | str | list:
+    if isinstance(value, bool):
+        raise TypeError
+    if isinstance(value, (int, list)):
+        return value
+    s = str(value).strip()
+    if s.lstrip("-").isdigit():
+        return int(s)
+    return s

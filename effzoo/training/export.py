@@ -1,0 +1,71 @@
+"""The end of a run: the selected model as `model.safetensors` + `model.json`, `metrics.json`, `model_card.md`."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from ..cards import write_model_card
+from ..checkpoints import atomic_write, save_model
+from ..models import model_info
+from .config import TrainConfig
+
+
+def versions() -> dict[str, str]:
+    import pytorch_lightning
+    import timm
+
+    import effzoo
+
+    return {"effzoo": effzoo.__version__, "torch": torch.__version__,
+            "pytorch_lightning": pytorch_lightning.__version__, "timm": timm.__version__}
+
+
+def run_metadata(model: torch.nn.Module, cfg: TrainConfig, dm: Any, metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything needed to rebuild, preprocess for, and judge the model (the content of model.json)."""
+    pcfg = model.pretrained_cfg
+    try:
+        info = model_info(model, tuple(pcfg["input_size"]))
+    except Exception:  # MAC counting is informative only; never fail an export over it
+        info = {"params": sum(p.numel() for p in model.parameters()), "macs": None}
+    scaling = pcfg.get("scaling", {})
+    try:
+        split_sizes = dm.split_sizes()
+    except Exception:
+        split_sizes = {}
+    return {
+        "format": "effzoo-model/1",
+        "name": f"{pcfg['model_name']}-{dm.name}",
+        "model_name": pcfg["model_name"],
+        "model_args": pcfg["model_args"],
+        "architecture": pcfg.get("architecture"),
+        "pretrained_cfg": pcfg,
+        "class_names": list(pcfg.get("class_names", [])),
+        "normalization": {"mean": list(pcfg["mean"]), "std": list(pcfg["std"])},
+        "train_resolution": pcfg["input_size"][-1],
+        "test_resolution": pcfg["test_input_size"][-1],
+        "phi": scaling.get("phi"),
+        "coefficients": scaling.get("coefficients"),
+        "params": info["params"],
+        "macs": info["macs"],
+        "metrics": dict(metrics),
+        "data": {"dataset": dm.name, "split_sizes": split_sizes},
+        "recipe": {k: v for k, v in cfg.to_dict().items() if k != "resume"},
+        "versions": versions(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def export_run(output: Path, module: Any, cfg: TrainConfig, dm: Any, metrics: Mapping[str, Any]) -> dict[str, Any]:
+    model = module.model
+    model.eval()
+    meta = run_metadata(model, cfg, dm, metrics)
+    save_model(output, model, meta)
+    text = json.dumps(dict(metrics), indent=2) + "\n"
+    atomic_write(Path(output) / "metrics.json", lambda tmp: Path(tmp).write_text(text))
+    write_model_card(output, json.loads(json.dumps(meta, default=str)))
+    return meta

@@ -1,0 +1,145 @@
+"""`ClassificationModule`: a zoo model, its loss, metrics and optimization recipe as a LightningModule.
+
+Only plain data goes into the hyperparameters (the registry name and arguments that rebuild the
+model, the recipe, the data's preprocessing), so a `.ckpt` loads with `weights_only=True` and
+`effzoo.load_checkpoint` can rebuild the model from it without Lightning.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+from ..checkpoints import apply_data_config
+from ..models import create_model
+from .recipe import create_optimizer, create_scheduler, scaled_lr
+
+CKPT_KEY = "effzoo"  # our extra state in Lightning checkpoints: val metrics of that epoch, RNG states
+
+
+class ClassificationModule(pl.LightningModule):
+    def __init__(self, model_name: str, model_args: dict[str, Any], recipe: dict[str, Any] | None = None,
+                 data_config: dict[str, Any] | None = None, channels_last: bool = True, compile: bool = False) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.recipe = dict(recipe or {})
+        self.model = create_model(model_name, **model_args)
+        if data_config:
+            apply_data_config(self.model, data_config)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        n = self.model.num_classes
+        k = min(5, n)  # "top-5" is top-num_classes (trivially 1.0) when there are 5 classes or fewer
+        self.train_top1 = MulticlassAccuracy(n, top_k=1, average="micro")
+        self.val_top1 = MulticlassAccuracy(n, top_k=1, average="micro")
+        self.val_top5 = MulticlassAccuracy(n, top_k=k, average="micro")
+        self.test_top1 = MulticlassAccuracy(n, top_k=1, average="micro")
+        self.test_top5 = MulticlassAccuracy(n, top_k=k, average="micro")
+        self._compiled = False
+
+    # -- model ---------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        # After the EMA callback has copied the module (callbacks set up first), and in each process.
+        if self.hparams.compile and not self._compiled:
+            self.model.compile()
+            self._compiled = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _mixup(self):
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        return getattr(dm, "mixup_fn", None)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        mixup = self._mixup()
+        if mixup is not None:
+            x, soft = mixup(x, y)  # label smoothing is folded into the soft targets
+            logits = self(x)
+            loss = torch.sum(-soft * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+        else:
+            logits = self(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.recipe.get("label_smoothing", 0.0))
+            self.train_top1(logits, y)
+            self.log("train_top1", self.train_top1, on_step=False, on_epoch=True)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
+        return loss
+
+    def _eval_step(self, batch: Any, stage: str) -> None:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits.float(), y)
+        top1, top5 = getattr(self, f"{stage}_top1"), getattr(self, f"{stage}_top5")
+        top1(logits, y)
+        top5(logits, y)
+        self.log(f"{stage}_loss", loss, on_epoch=True, prog_bar=stage == "val", sync_dist=True)
+        self.log(f"{stage}_top1", top1, on_epoch=True, prog_bar=stage == "val")
+        self.log(f"{stage}_top5", top5, on_epoch=True)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return self(x).softmax(-1)
+
+    # -- optimization --------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        trainer = self.trainer
+        global_batch = self.recipe.get("batch_size", 64) * trainer.world_size * trainer.accumulate_grad_batches
+        lr = scaled_lr(self.recipe, global_batch)
+        optimizer = create_optimizer(self.model, self.recipe, lr)
+        total = int(trainer.estimated_stepping_batches)
+        epochs = max(1, trainer.max_epochs or 1)
+        scheduler = create_scheduler(optimizer, self.recipe, lr=lr, steps_per_epoch=total / epochs, total_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- checkpoint extras ---------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The metrics of the epoch this checkpoint ends (so the best checkpoint knows its own
+        # scores), and the RNG states, so that a resumed run draws the same augmentations, shuffles
+        # and dropout masks as an uninterrupted one.
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items()
+                   if k.startswith("val_") and torch.is_tensor(v) and v.numel() == 1}
+        checkpoint[CKPT_KEY] = {"val_metrics": metrics, "epoch": int(self.current_epoch), "rng_states": get_rng_states()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get(CKPT_KEY, {}).get("rng_states")
+        if states:
+            set_rng_states(states)
+
+
+def get_rng_states() -> dict[str, Any]:
+    """torch/numpy/python RNG states as tensors and plain containers (loadable with weights_only=True)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])

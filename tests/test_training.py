@@ -1,0 +1,192 @@
+"""Training: loss goes down, digits are learned, resume equals an uninterrupted run, CPU DDP, reload."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import effzoo
+from effzoo.checkpoints import read_state_dict
+from effzoo.training import ClassificationModule, TrainConfig
+from effzoo.training.recipe import LRFactor
+from effzoo.training.run import run_training, train
+
+
+def tiny(tmp_path: Path, name: str = "run", **over) -> dict:
+    """A seconds-long run: a narrow MobileNetV2 on 16-px synthetic gratings."""
+    cfg = dict(model="mobilenetv2_035", small_input=True, data="synthetic",
+               data_options={"num_samples": 128, "size": 16}, batch_size=32, num_workers=0, epochs=1,
+               lr=0.01, sched="constant", warmup_epochs=0, accelerator="cpu", devices=1,
+               progress_bar=False, output=str(tmp_path / name))
+    cfg.update(over)
+    return cfg
+
+
+def epoch_losses(output: Path) -> list[float]:
+    rows = []
+    for f in sorted((output / "logs").glob("version_*/metrics.csv")):
+        rows += list(csv.DictReader(f.open()))
+    return [float(r["train_loss_epoch"]) for r in rows if r.get("train_loss_epoch")]
+
+
+def test_a_few_epochs_reduce_the_loss(tmp_path):
+    out = train(tiny(tmp_path, epochs=4, data_options={"num_samples": 256, "size": 16}))
+    losses = epoch_losses(out)
+    assert len(losses) == 4
+    assert losses[-1] < losses[0] - 0.1, losses
+    for name in ("model.safetensors", "model.json", "metrics.json", "model_card.md", "config.yaml", "last.ckpt"):
+        assert (out / name).is_file(), name
+    assert len(list(out.glob("best-*.ckpt"))) == 1
+
+
+def test_digits_reach_high_accuracy(tmp_path):
+    # The README's job in miniature (~17 s): EfficientNet at phi=-4 trains at 32 * 1.15**-4 -> 16 px
+    # (stride 8), 5 epochs. Measured: val 95.9% / 97.0%, test 92.2% / 92.6% (seeds 0 / 1).
+    res = run_training(dict(model="efficientnet", phi=-4, data="digits", epochs=5, num_workers=0,
+                            lr=0.004, warmup_epochs=0.3, accelerator="cpu", devices=1, progress_bar=False,
+                            output=str(tmp_path / "digits")))
+    assert res.datamodule.image_size == 16 and res.module.recipe["opt"] == "adamw"  # the digits recipe
+    assert res.metrics["val_top1"] >= 0.93, res.metrics
+    assert res.metrics["test_top1"] >= 0.88, res.metrics
+
+
+def test_resume_continues_like_an_uninterrupted_run(tmp_path):
+    common = dict(epochs=2, deterministic=True, ema_decay=0.9, sched="step", decay_epochs=0.5, decay_rate=0.5,
+                  warmup_epochs=0.5, rand_augment="rand-m9-mstd0.5", test=False)
+    a = run_training(tiny(tmp_path, "a", **common))
+    tiny_b = tiny(tmp_path, "b", **common)
+    run_training({**tiny_b, "epochs": 1})
+    b = run_training({**tiny_b, "resume": True})
+    assert b.trainer.global_step == a.trainer.global_step == 2 * 4
+    for key in ("val_top1", "val_loss"):
+        assert b.metrics[key] == pytest.approx(a.metrics[key], abs=1e-5)
+    wa, wb = read_state_dict(a.output / "model.safetensors"), read_state_dict(b.output / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_two_process_cpu_ddp(tmp_path):
+    res = run_training(tiny(tmp_path, "ddp", strategy="ddp_spawn", devices=2, epochs=2, test=False))
+    out = res.output
+    assert len(list(out.glob("best-*.ckpt"))) == 1 and (out / "last.ckpt").is_file()
+    assert (out / "model.safetensors").is_file() and json.loads((out / "model.json").read_text())["metrics"]
+    # 128 samples, batch 32 per process, 2 processes: 2 steps per epoch.
+    ckpt = torch.load(out / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 4 and ckpt["epoch"] == 1
+
+
+def test_load_checkpoint_predicts_like_the_trained_module(tmp_path):
+    res = run_training(tiny(tmp_path, epochs=2, ema_decay=0.5, data_options={"num_samples": 128, "size": 16, "in_chans": 3}))
+    module = res.module.eval()
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        expected = module(x)
+        from_folder = effzoo.load_checkpoint(res.output)
+        best = next(res.output.glob("best-*.ckpt"))
+        from_ckpt = effzoo.load_checkpoint(best)
+        from_file = effzoo.load_checkpoint(res.output / "model.safetensors")
+        for m in (from_folder, from_ckpt, from_file):
+            assert not m.training
+            torch.testing.assert_close(m(x), expected, rtol=1e-4, atol=1e-5)
+    cfg = from_folder.pretrained_cfg
+    assert cfg["class_names"] == res.datamodule.class_names
+    assert tuple(cfg["mean"]) == tuple(res.datamodule.mean) and cfg["input_size"] == (3, 16, 16)
+    assert from_ckpt.pretrained_cfg["class_names"] == cfg["class_names"]
+    meta = json.loads((res.output / "model.json").read_text())
+    assert meta["model_name"] == "mobilenetv2_035" and meta["recipe"]["epochs"] == 2
+    card = (res.output / "model_card.md").read_text()
+    assert card.startswith("---\n") and "model-index" in card and "## Caveats and Recommendations" in card
+
+
+def test_hyperparameters_are_plain_data(tmp_path):
+    out = train(tiny(tmp_path))
+    ckpt = torch.load(out / "last.ckpt", map_location="cpu", weights_only=True)  # would raise on objects
+    hp = ckpt["hyper_parameters"]
+    assert hp["model_name"] == "mobilenetv2_035" and hp["model_args"]["small_input"] is True
+    assert hp["data_config"]["class_names"] == [f"class_{i}" for i in range(4)]
+
+
+def test_train_resolution_follows_phi(tmp_path):
+    from effzoo.training.run import build
+
+    cfg, dm, module = build(TrainConfig(**{**tiny(tmp_path), "model": "efficientnet", "phi": 2,
+                                      "data_options": {"size": 32, "num_samples": 64}}))
+    assert dm.image_size == 40  # 32 * 1.15**2 = 42.3, rounded to a multiple of 8
+    assert module.model.pretrained_cfg["input_size"] == (1, 40, 40)
+    assert cfg.small_input is True and module.model.total_stride == 8  # auto: 40 px < 128 px
+
+
+def test_small_input_is_automatic_below_128_px(tmp_path):
+    from effzoo.training.run import build
+
+    def resolved(**over):
+        cfg, _, module = build(TrainConfig(**{**tiny(tmp_path), "model": "efficientnet", "phi": 0, "small_input": None, **over}))
+        return cfg.small_input, module.model.total_stride
+
+    assert resolved(data_options={"size": 32, "num_samples": 16}) == (True, 8)
+    assert resolved(data_options={"size": 32, "num_samples": 16}, image_size=128) == (False, 32)
+    assert resolved(data_options={"size": 32, "num_samples": 16}, small_input=False, image_size=64) == (False, 32)
+
+
+def test_lr_schedule_warmup_then_step_decay():
+    f = LRFactor(sched="step", lr=0.1, steps_per_epoch=10, total_steps=100, warmup_epochs=1, warmup_lr=0.0,
+                 decay_epochs=2.4, decay_rate=0.97)
+    assert f(0) == 0.0 and f(5) == pytest.approx(0.5)
+    assert f(10) == 1.0 and f(23) == 1.0 and f(24) == pytest.approx(0.97) and f(48) == pytest.approx(0.97**2)
+    c = LRFactor(sched="cosine", lr=0.1, steps_per_epoch=10, total_steps=100, min_lr=0.0)
+    assert c(0) == 1.0 and c(50) == pytest.approx(0.5) and c(100) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    from effzoo.training.run import AtomicCheckpointIO
+
+    io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
+    io.save_checkpoint({"step": torch.tensor(1)}, path)
+
+    def killed(obj, f, *a, **k):  # the process dies half-way through writing the next checkpoint
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"step": torch.tensor(2)}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["step"] == 1  # the previous checkpoint is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # and no temp file is left
+
+
+# -- bad input -------------------------------------------------------------------------------------
+def test_missing_data_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        train(tiny(tmp_path, data=str(tmp_path / "no-such-folder"), data_options={}))
+
+
+def test_resume_without_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint .*last.ckpt"):
+        train(tiny(tmp_path, resume=True))
+
+
+def test_refuses_to_overwrite_a_run(tmp_path):
+    train(tiny(tmp_path))
+    with pytest.raises(ValueError, match="use --resume or another --output"):
+        train(tiny(tmp_path))
+
+
+def test_unknown_config_key(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown config key 'epoch'.*did you mean 'epochs'.*valid keys"):
+        train({**tiny(tmp_path), "epoch": 3})
+
+
+def test_phi_too_small_for_the_resolution(tmp_path):
+    with pytest.raises(ValueError, match="phi too small .* total stride 32.*--small-input"):
+        train(tiny(tmp_path, model="efficientnet", phi=-4, small_input=False))
+
+
+def test_phi_too_large_for_the_resolution(tmp_path):
+    with pytest.raises(ValueError, match="phi too large"):
+        train(tiny(tmp_path, model="efficientnet", phi=11))
