@@ -1,0 +1,39 @@
+"""Training images/s of effzoo's training step next to timm's same architecture in a plain eager loop.
+
+    python benchmarks/train_throughput.py [--model efficientnet_b0] [--res 224] [--batch-size 16] [--threads 2]
+
+One process, interleaved rounds (the machine is shared: compare the ratio, not the absolute
+numbers). effzoo's step is what `effzoo train` runs: channels_last weights and inputs; timm's is
+`timm.create_model(name)` in NCHW with the same batch, loss and SGD step. Issue #3's target: >= 2x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from effzoo.evaluation.benchmark import benchmark
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="efficientnet_b0")
+    p.add_argument("--res", type=int, default=224)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--json")
+    args = p.parse_args()
+    result = benchmark(args.model, res=args.res, batch_size=args.batch_size, bench="train", iters=args.iters,
+                       repeats=args.repeats, threads=args.threads, log=print)
+    ours, ref = result["effzoo"]["train"], result["timm"]["train"]
+    print(f"{args.model} @ {args.res} px, batch {args.batch_size}: effzoo {ours['images_per_s']:.1f} img/s, "
+          f"timm eager {ref['images_per_s']:.1f} img/s, ratio {result['speedup']['train']:.2f}x (target >= 2x)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
