@@ -38,11 +38,24 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as e:
         raise ValueError(
             f"refused to load {path}: it contains pickled Python objects other than tensors, which could run "
-            f"code when unpickled ({str(e).splitlines()[0]}). Re-save the weights as a plain state dict or .safetensors."
+            f"code when unpickled ({refusal_reason(e)}); nothing in it was run. Re-save the weights as a plain "
+            f"state dict or .safetensors."
         ) from None
     except (RuntimeError, EOFError, OSError) as e:
         raise ValueError(f"{path} is not a readable torch checkpoint (truncated or corrupt?): {e}") from None
     return _unwrap_state_dict(obj, path)
+
+
+def refusal_reason(error: Exception) -> str:
+    """The useful line of torch's weights_only refusal: which callable the pickle wanted to call."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if found:
+        return f"it asks for the Python callable `{found.group(1)}`"
+    found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    return f"the safe unpickler stopped at: {found.group(1).strip()}" if found else "the safe unpickler refused it"
 
 
 def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
@@ -85,8 +98,15 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, so
 
 
 def load_pretrained(model: nn.Module, pretrained: bool | str | os.PathLike) -> None:
-    """`pretrained=True`: the hub weights named in pretrained_cfg; a path: that local file."""
+    """`pretrained=True`: a shipped zoo checkpoint (sha256-checked, offline), else the hub weights named in
+    pretrained_cfg; a path: that local file."""
     if pretrained is True:
+        from .zoo import find_pretrained
+
+        shipped = find_pretrained(model)
+        if shipped is not None:
+            load_weights(model, read_state_dict(shipped), source=str(shipped))
+            return
         hub_id = model.pretrained_cfg.get("hf_hub_id")
         if not hub_id:
             raise ValueError(
@@ -204,6 +224,9 @@ def load_checkpoint(path: str | os.PathLike) -> nn.Module:
         return _load_lightning_checkpoint(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"{path}: expected an output folder, a .safetensors file or a Lightning .ckpt")
+    from .zoo import check_against_index
+
+    check_against_index(path)  # a shipped checkpoint whose sha256 disagrees with checkpoints/index.json is refused
     candidates = [path.with_suffix(".json"), path.parent / MODEL_META]
     meta_path = next((p for p in candidates if p.is_file()), None)
     if meta_path is None:
@@ -219,6 +242,10 @@ def load_checkpoint(path: str | os.PathLike) -> nn.Module:
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ValueError(f"{meta_path} is not effzoo model metadata (need model_name, model_args): {e}") from None
     model = _build(name, args, meta.get("pretrained_cfg", {}), str(meta_path))
+    if meta.get("multitask"):  # a multi-task run: the zoo model is the backbone under per-task heads
+        from .mtl import MultiTaskModel
+
+        model = MultiTaskModel.from_metadata(model, meta["multitask"])
     load_weights(model, read_state_dict(path), source=str(path))
     return model.eval()
 
@@ -237,7 +264,11 @@ def _load_lightning_checkpoint(path: Path) -> nn.Module:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise ValueError(f"refused to load {path}: it holds pickled objects beyond plain data ({str(e).splitlines()[0]})") from None
+        raise ValueError(
+            f"refused to load {path}: it holds pickled Python objects beyond tensors and plain data, which could run "
+            f"code when unpickled ({refusal_reason(e)}); nothing in it was run. Checkpoints written by `effzoo train` "
+            f"never need this: is the file from elsewhere? Export the model with effzoo to model.safetensors instead."
+        ) from None
     except (RuntimeError, EOFError, OSError) as e:
         raise ValueError(f"{path} is not a readable Lightning checkpoint (truncated or corrupt?): {e}") from None
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, Mapping) else None
@@ -247,6 +278,10 @@ def _load_lightning_checkpoint(path: Path) -> nn.Module:
             f"`effzoo train`; build the model with create_model(...) and load its state_dict instead"
         )
     model = _build(hp["model_name"], hp.get("model_args", {}), hp.get("data_config") or {}, str(path))
+    if hp.get("tasks"):  # written by MultiTaskModule
+        from .mtl import MultiTaskModel, parse_tasks
+
+        model = MultiTaskModel(model, parse_tasks(hp["tasks"]), feature_norm=hp.get("feature_norm", "none"))
     # checkpoint["state_dict"] holds the EMA weights when EMA was on (what validation measured).
     state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     load_weights(model, state, source=str(path))

@@ -15,7 +15,10 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("fixres-finetune", "choose the test resolution on validation data and fine-tune the model at it (FixRes)", "effzoo.training.cli_fixres"),
     ("search", "grid-search alpha, beta, gamma at phi = 1 on your data (the paper's step 1), resumable", "effzoo.training.cli_search"),
     ("benchmark", "inference and training throughput next to timm's model of the same name", "effzoo.evaluation.benchmark"),
+    ("mtl-report", "single-task baselines vs the multi-task model of --tasks, paired by seed: Δ per task and Δm", "effzoo.training.cli_mtl_report"),
     ("export", "export a checkpoint to ONNX or TorchScript, checked against eager outputs", "effzoo.export"),
+    ("card", "regenerate a checkpoint's model card and factsheet (optionally with a fresh evaluation)", "effzoo.cards.cli"),
+    ("zoo", "the shipped checkpoints: list, verify sha256s, add a trained run, plot accuracy vs MACs", "effzoo.zoo"),
 ]
 
 

@@ -111,18 +111,21 @@ def best_resolution(rows: Sequence[dict[str, Any]], metric: str = "top1") -> int
 
 
 def datamodule_for(model: nn.Module, data: str, *, data_dir: str | None = None, batch_size: int = 128,
-                   num_workers: int | None = None, seed: int = 0) -> Any:
+                   num_workers: int | None = None, seed: int = 0, val_fraction: float | None = None,
+                   **source_options: Any) -> Any:
     """The data module for evaluating `model`, with the preprocessing the model was trained with.
 
     The model's stored normalization and crop win over the data's own defaults: a model must be
-    evaluated with the statistics it saw in training.
+    evaluated with the statistics it saw in training. `val_fraction` and `source_options` (synthetic:
+    num_classes, size, num_samples, ...) rebuild the splits of the run being evaluated.
     """
     from ..data import create_datamodule
 
     cfg = getattr(model, "pretrained_cfg", {})
     require_preprocessing(cfg)
     dm = create_datamodule(data, data_dir=data_dir, batch_size=batch_size, num_workers=num_workers, seed=seed,
-                           crop_pct=cfg["crop_pct"], interpolation=cfg["interpolation"], rand_augment=None)
+                           crop_pct=cfg["crop_pct"], interpolation=cfg["interpolation"], rand_augment=None,
+                           val_fraction=val_fraction, **source_options)
     if dm.in_chans != model.in_chans or dm.num_classes != model.num_classes:
         raise ValueError(
             f"the data {data!r} has {dm.in_chans} channel(s) and {dm.num_classes} classes but the model expects "

@@ -88,6 +88,14 @@ class TrainConfig:
     limit_val_batches: Any = option(1.0, "fraction (float) or number (int) of validation batches", "number")
     test: bool = option(True, "evaluate the selected model once on the test split at the end")
     progress_bar: bool = option(True, "show a progress bar")
+    # -- multi-task (off unless `tasks` is set) -------------------------------------------------
+    tasks: str | list | dict | None = option(None, "multi-task heads, e.g. fine:cls:10,coarse:cls:4:0.5 (YAML: a list or mapping); the first is the main task", "tasks")
+    weighting: str = option("fixed", "multi-task loss weighting", choices=("fixed", "uncertainty", "dwa", "gradnorm", "pcgrad"))
+    weighting_options: dict = option({}, "options of the weighting (dwa: temperature; gradnorm: alpha, lr; uncertainty: form)", "dict")
+    head_reg: str | None = option(None, "structural regularizer of the stacked heads (l1, ridge, elastic_net, l21, trace), as a proximal step", "str")
+    head_reg_strength: float = option(0.0, "strength of --head-reg")
+    feature_norm: str = option("none", "normalize the shared features before the heads", choices=("none", "layernorm", "l2"))
+    main_label_limit: int | None = option(None, "keep the main task's label on only this many training images (seeded)", "int")
     # -- run -----------------------------------------------------------------------------------
     output: str | None = option(None, "output folder (default runs/<data>-<model>[-phiN])", "str")
     resume: bool = option(False, "continue from OUTPUT/last.ckpt")
@@ -114,6 +122,31 @@ class TrainConfig:
             raise ValueError(f"decay_rate must be in (0, 1], got {self.decay_rate}")
         if self.coefficients is not None and len(self.coefficients) != 3:
             raise ValueError(f"coefficients must be three numbers alpha,beta,gamma, got {self.coefficients}")
+        self.validate_multitask()
+
+    def validate_multitask(self) -> None:
+        if self.tasks is None:
+            return
+        from ..mtl import create_weighting, make_regularizer, parse_tasks
+        from ..mtl.regularizers import check_strength
+
+        specs = parse_tasks(self.tasks)
+        create_weighting(self.weighting, specs, **self.weighting_options)  # bad names/options fail here
+        check_strength(self.head_reg_strength, "head_reg_strength")
+        if self.head_reg is not None:
+            make_regularizer(self.head_reg)
+        if self.main_label_limit is not None and self.main_label_limit < 1:
+            raise ValueError(f"main_label_limit must be >= 1, got {self.main_label_limit}")
+        if self.mixup > 0 or self.cutmix > 0:
+            raise ValueError("mixup/cutmix mix class labels of one task; they are not supported with --tasks")
+        if self.weighting == "pcgrad":
+            if "16" in str(self.precision) and "bf16" not in str(self.precision):
+                raise ValueError("weighting pcgrad writes gradients itself, bypassing AMP's GradScaler: "
+                                 "use --precision 32-true or bf16-mixed, not 16-mixed")
+            if "ddp" in str(self.strategy) or self.num_nodes > 1 or (isinstance(self.devices, int) and self.devices > 1) \
+                    or (isinstance(self.devices, list) and len(self.devices) > 1):
+                raise ValueError("weighting pcgrad bypasses DDP's gradient all-reduce: train it on one device, "
+                                 "or pick another weighting (fixed, uncertainty, dwa, gradnorm) for DDP")
 
     # -- conversions ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -238,6 +271,9 @@ def coerce(f: dataclasses.Field, value: Any) -> Any:
             value = dict(value)
         elif kind == "devices":
             value = _devices(value)
+        elif kind == "tasks":
+            if not isinstance(value, (str, list, dict)):
+                raise TypeError
     except (TypeError, ValueError):
         raise ValueError(f"{name}: expected {kind}, got {value!r}") from None
     choices = f.metadata["choices"]

@@ -97,7 +97,8 @@ def _export(output: Path, model: torch.nn.Module, meta: dict[str, Any], report: 
     meta = dict(meta, pretrained_cfg=cfg, test_resolution=chosen, name=f"{meta.get('name', cfg['model_name'])}-fixres{chosen}")
     metrics = dict(meta.get("metrics", {}))
     # model.json stores accuracies as fractions, like the training metrics it sits beside.
-    metrics.update({"val_top1": val_after["top1"] / 100, "test_top1": final["top1"] / 100, "test_loss": final["loss"]})
+    metrics.update({"val_top1": val_after["top1"] / 100, "val_loss": val_after["loss"], "test_top1": final["top1"] / 100,
+                    "test_loss": final["loss"]})
     if "top5" in final:
         metrics.update({"val_top5": val_after.get("top5", 0) / 100, "test_top5": final["top5"] / 100})
     metrics["before_fixres"] = {k: v for k, v in meta.get("metrics", {}).items() if not isinstance(v, dict)}

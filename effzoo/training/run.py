@@ -153,16 +153,43 @@ def build(cfg: TrainConfig) -> tuple[TrainConfig, pl.LightningDataModule, Classi
         if small:
             probe = create_model(cfg.model, **model_spec(cfg, source.in_chans, source.num_classes))
     res = train_resolution(cfg, base, multiplier, probe.total_stride)
-    dm = ClassificationDataModule(
-        source, batch_size=cfg.batch_size, image_size=res, eval_image_size=cfg.eval_image_size,
+    dm_class, extra = ClassificationDataModule, {}
+    if cfg.tasks is not None:
+        from .mtl_module import MultiTaskDataModule
+
+        dm_class, extra = MultiTaskDataModule, {"tasks": _task_specs(cfg), "main_label_limit": cfg.main_label_limit}
+    dm = dm_class(
+        source, **extra, batch_size=cfg.batch_size, image_size=res, eval_image_size=cfg.eval_image_size,
         crop_pct=cfg.crop_pct, interpolation=cfg.interpolation, num_workers=cfg.num_workers, seed=cfg.seed,
         rand_augment=cfg.rand_augment, random_erasing=cfg.random_erasing, mixup=cfg.mixup, cutmix=cfg.cutmix,
         label_smoothing=cfg.label_smoothing, train_limit=cfg.train_limit)
     data_config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dm.data_config.items()}
     recipe = {k: v for k, v in cfg.to_dict().items() if k not in ("resume",)}
+    if cfg.tasks is not None:
+        from .mtl_module import MultiTaskModule
+
+        module: Any = MultiTaskModule(
+            probe.pretrained_cfg["model_name"], probe.pretrained_cfg["model_args"],
+            [t.to_dict() for t in _task_specs(cfg)], recipe, data_config, channels_last=cfg.channels_last,
+            compile=cfg.compile, weighting=cfg.weighting, weighting_options=dict(cfg.weighting_options),
+            head_reg=cfg.head_reg, head_reg_strength=cfg.head_reg_strength, feature_norm=cfg.feature_norm)
+        return cfg, dm, module
     module = ClassificationModule(probe.pretrained_cfg["model_name"], probe.pretrained_cfg["model_args"], recipe,
                                   data_config, channels_last=cfg.channels_last, compile=cfg.compile)
     return cfg, dm, module
+
+
+def _task_specs(cfg: TrainConfig) -> list:
+    from ..mtl import parse_tasks
+
+    specs = parse_tasks(cfg.tasks)
+    if specs[0].kind != "classification":
+        raise ValueError(f"the main (first) task {specs[0].name!r} must be a classification task: its "
+                         "validation top-1 selects the checkpoint")
+    if cfg.weighting == "pcgrad" and _world_size(cfg, cfg.accelerator in ("gpu", "cuda") or (
+            cfg.accelerator == "auto" and torch.cuda.is_available())) > 1:
+        raise ValueError("weighting pcgrad bypasses DDP's gradient all-reduce: train it on one device")
+    return specs
 
 
 def auto_small_input(resolution: int) -> bool:
@@ -206,8 +233,9 @@ def run_training(config: TrainConfig | Mapping[str, Any]) -> TrainResult:
         ckpt = torch.load(best, map_location="cpu", weights_only=True)
         module.load_state_dict(ckpt["state_dict"])
         extra = ckpt.get(CKPT_KEY, {})
+        keep = ("val_top1", "val_top5", "val_loss")
         metrics: dict[str, Any] = {k: v for k, v in extra.get("val_metrics", {}).items()
-                                   if k in ("val_top1", "val_top5", "val_loss")}
+                                   if k in keep or (cfg.tasks is not None and not k.endswith("_step"))}
         metrics.update(best_epoch=extra.get("epoch"), best_checkpoint=Path(best).name,
                        global_step=trainer.global_step, epochs_run=trainer.current_epoch)
         if cfg.test and dm.has_test:

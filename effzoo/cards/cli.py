@@ -1,0 +1,51 @@
+"""`effzoo card --checkpoint DIR [--evaluate]`: regenerate a model's card, factsheet and datasheet copy.
+
+The card is always rebuilt from `model.json` (plus `analysis.json`, `fixres.json` and the zoo index
+entry where they exist). `--evaluate` first measures per-class accuracy on the test split and top-1
+at a few resolutions, and stores them in `analysis.json` for this and later cards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, metavar="DIR",
+                   help="an output folder (model.safetensors + model.json), or its model.safetensors")
+    p.add_argument("--data", default=None, help="dataset for --evaluate (default: the one the model was trained on)")
+    p.add_argument("--data-dir", default=None, help="where the dataset files are (fashion-mnist IDX files)")
+    p.add_argument("--evaluate", action="store_true",
+                   help="measure per-class test accuracy and top-1 at several resolutions first (writes analysis.json)")
+    p.add_argument("--res", default=None, metavar="R1,R2,...",
+                   help="resolutions for --evaluate (default: train, test, and 0.75/1.25/1.5x test)")
+    p.add_argument("--split", default="test", choices=("val", "test"), help="split for --evaluate (default: test)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--num-workers", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..checkpoints import MODEL_META, MODEL_WEIGHTS
+    from ..evaluation.evaluate import parse_resolutions
+    from .analysis import run_analysis
+    from .model_card import write_model_card
+
+    folder = Path(args.checkpoint)
+    if folder.is_file():
+        folder = folder.parent
+    if not (folder / MODEL_META).is_file():
+        hint = " (a Lightning .ckpt has no card; use the folder it was exported to)" if folder.suffix == ".ckpt" else ""
+        raise FileNotFoundError(f"{folder} has no {MODEL_META}: give an `effzoo train` output folder{hint}")
+    if not (folder / MODEL_WEIGHTS).is_file():
+        raise FileNotFoundError(f"{folder} has no {MODEL_WEIGHTS}")
+    if args.evaluate:
+        res = parse_resolutions(args.res) if args.res else None
+        a = run_analysis(folder, args.data, split=args.split, resolutions=res, data_dir=args.data_dir,
+                         batch_size=args.batch_size, num_workers=args.num_workers)
+        tops = ", ".join(f"{r['resolution']} px {r['top1']:.2f}%" for r in a["resolutions"])
+        print(f"effzoo card: {a['split']} top-1 by resolution: {tops}")
+    card = write_model_card(folder, json.loads((folder / MODEL_META).read_text()))
+    print(f"effzoo card: wrote {card}, {folder / 'factsheet.json'}")
+    return 0

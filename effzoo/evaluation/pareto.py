@@ -1,0 +1,118 @@
+"""Accuracy vs multiply-accumulates for the zoo's checkpoints, in the style of EfficientNet's Figure 1.
+
+Left panel: the shipped checkpoints (test top-1 from checkpoints/index.json against their MACs at the
+test resolution, the cost of inference), one line per dataset and family, with the Pareto-optimal
+points ringed. Right panel (optional): the paper's Table 2, EfficientNet-B0..B7 on
+ImageNet, as the reference the zoo's small models scale down from. Numbers are never re-measured
+here; they come from the index, which is checked against the models by tests/test_zoo.py.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+# Tan & Le, ICML 2019, Table 2: (params M, FLOPs B, ImageNet top-1 %); the paper's FLOPs are multiply-adds.
+PAPER_TABLE2 = {
+    "B0": (5.3, 0.39, 76.3), "B1": (7.8, 0.70, 78.8), "B2": (9.2, 1.0, 79.8), "B3": (12, 1.8, 81.1),
+    "B4": (19, 4.2, 82.6), "B5": (30, 9.9, 83.3), "B6": (43, 19, 84.0), "B7": (66, 37, 84.4),
+}
+
+
+def zoo_points(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """One point per indexed checkpoint that has a test top-1 and a MAC count."""
+    from ..zoo import read_index
+
+    points = []
+    for name, e in read_index(root)["models"].items():
+        top1, macs = e.get("metrics", {}).get("test_top1"), e.get("test_macs") or e.get("macs")
+        if top1 is None or not macs:
+            continue
+        points.append({"name": name, "dataset": e.get("dataset"), "family": e.get("model_name"), "phi": e.get("phi"),
+                       "macs": int(macs), "params": e.get("params"), "top1": 100 * float(top1),
+                       "test_resolution": e.get("test_resolution"), "fixres": "fixres" in name})
+    return sorted(points, key=lambda p: p["macs"])
+
+
+def pareto_front(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Points no other point beats on both fewer MACs and higher top-1 (within one dataset)."""
+    front = []
+    for p in sorted(points, key=lambda p: (p["macs"], -p["top1"])):
+        if not front or p["top1"] > front[-1]["top1"]:
+            front.append(p)
+    return front
+
+
+def _label(p: dict[str, Any]) -> str:
+    if p.get("phi") is not None:
+        text = f"φ={p['phi']:g}"
+    else:
+        text = p["name"].removeprefix("effzoo_")
+    return text + (" FixRes" if p.get("fixres") else "")
+
+
+def _plain_ticks(ax: Any, minor: bool = True) -> None:
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    fmt = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(fmt)
+    ax.xaxis.set_minor_formatter(fmt if minor else NullFormatter())  # minor labels only within one decade
+
+
+def pareto_plot(points: Sequence[dict[str, Any]], path: str | os.PathLike, reference: bool = True) -> Path:
+    """Write the PNG; returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not points and not reference:
+        raise ValueError("no checkpoint in the zoo index has a test top-1 and MACs to plot")
+    ncols = 2 if reference else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(6.5 * ncols, 5), squeeze=False)
+    ax = axes[0][0]
+    groups: dict[tuple, list] = {}
+    for p in points:
+        groups.setdefault((p["dataset"], p["family"], p["fixres"]), []).append(p)
+    for (dataset, family, fixres), pts in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        xs, ys = [p["macs"] / 1e6 for p in pts], [p["top1"] for p in pts]
+        ax.plot(xs, ys, marker="s" if fixres else "o", linestyle="--" if fixres else "-", linewidth=2, markersize=7,
+                label=f"effzoo {family} on {dataset}{' + FixRes' if fixres else ''}")
+        for p, x, y in zip(pts, xs, ys):
+            ax.annotate(_label(p), (x, y), textcoords="offset points", xytext=(5, -12), fontsize=9)
+    for dataset in {p["dataset"] for p in points}:
+        front = pareto_front([p for p in points if p["dataset"] == dataset])
+        ax.scatter([p["macs"] / 1e6 for p in front], [p["top1"] for p in front], s=180, facecolors="none",
+                   edgecolors="black", linewidths=1.2, label="Pareto-optimal" if dataset == points[0]["dataset"] else None)
+    ax.set_xscale("log")
+    _plain_ticks(ax)
+    ax.margins(x=0.12, y=0.15)
+    ax.set_xlabel("MACs per image at the test resolution (millions, log scale)")
+    ax.set_ylabel("test top-1 accuracy (%)")
+    ax.set_title("effzoo shipped checkpoints")
+    ax.grid(True, which="both", alpha=0.3)
+    if points:
+        ax.legend(loc="best", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no checkpoints in the index", ha="center", va="center", transform=ax.transAxes)
+    if reference:
+        ref = axes[0][1]
+        xs = [v[1] for v in PAPER_TABLE2.values()]
+        ys = [v[2] for v in PAPER_TABLE2.values()]
+        ref.plot(xs, ys, marker="o", color="tab:red", linewidth=2, label="EfficientNet B0-B7 (paper, Table 2)")
+        for name, x, y in zip(PAPER_TABLE2, xs, ys):
+            ref.annotate(name, (x, y), textcoords="offset points", xytext=(5, -12), fontsize=9)
+        ref.set_xscale("log")
+        _plain_ticks(ref, minor=False)
+        ref.set_xlabel("FLOPs = multiply-adds (billions, log scale)")
+        ref.set_ylabel("ImageNet top-1 accuracy (%)")
+        ref.set_title("Reference: Tan & Le, ICML 2019, Table 2")
+        ref.grid(True, which="both", alpha=0.3)
+        ref.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,356 @@
+"""The shipped model zoo: `checkpoints/index.json`, sha256-checked loading and registered names.
+
+Layout (the repo's `checkpoints/` folder, or `$EFFZOO_CHECKPOINTS`)::
+
+    checkpoints/index.json                       # format, then one entry per model (see `index_entry`)
+    checkpoints/<name>/model.safetensors         # weights (never a pickle)
+    checkpoints/<name>/model.json                # architecture + preprocessing + metrics + recipe
+    checkpoints/<name>/model_card.md, factsheet.json, datasheet_<data>.md, analysis.json, config.yaml ...
+
+Every shipped name is registered, so `effzoo.list_models("effzoo_*")` lists them and
+`effzoo.create_model(name, pretrained=True)` loads the local weights (no network). Weights whose
+sha256 disagrees with the index are refused, whichever way they are loaded.
+
+Adding a model (what built the shipped ones)::
+
+    effzoo train --model efficientnet --phi -4 --data digits --output runs/zoo/NAME --no-progress-bar
+    effzoo zoo add runs/zoo/NAME --name NAME --command "effzoo train ..." --evaluate
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+INDEX_NAME = "index.json"
+INDEX_FORMAT = "effzoo-zoo/1"
+ENV_VAR = "EFFZOO_CHECKPOINTS"
+WEIGHTS, META = "model.safetensors", "model.json"
+# Files copied from a run folder into the zoo (the Lightning .ckpt files and logs stay behind).
+SHIPPED_FILES = (WEIGHTS, META, "metrics.json", "config.yaml", "fixres.json")
+# Files whose digest must match the index before anything is loaded (weights, and the metadata that
+# decides the architecture and preprocessing); the others are documentation, checked by `verify`.
+GUARDED_FILES = (WEIGHTS, META)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checkpoints_dir() -> Path | None:
+    """`$EFFZOO_CHECKPOINTS`, else the repository's `checkpoints/` (found from an editable install)."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    repo = Path(__file__).resolve().parent.parent / "checkpoints"
+    return repo if (repo / INDEX_NAME).is_file() else None
+
+
+def _root(root: str | os.PathLike | None) -> Path:
+    found = Path(root) if root is not None else checkpoints_dir()
+    if found is None:
+        raise FileNotFoundError(
+            f"no shipped checkpoints found: set ${ENV_VAR} to a folder with {INDEX_NAME}, or use an editable "
+            f"install of the effzoo repository (pip install -e .), whose checkpoints/ folder holds them"
+        )
+    return found
+
+
+def read_index(root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The parsed `index.json` ({"format", "models": {name: entry}}); an absent index is an empty zoo."""
+    path = _root(root) / INDEX_NAME
+    if not path.is_file():
+        return {"format": INDEX_FORMAT, "models": {}}
+    try:
+        index = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT or not isinstance(index.get("models"), dict):
+        raise ValueError(f"{path} is not an effzoo zoo index (expected format {INDEX_FORMAT!r} and a 'models' mapping)")
+    return index
+
+
+def entry(name: str, root: str | os.PathLike | None = None) -> dict[str, Any]:
+    models = read_index(root)["models"]
+    if name not in models:
+        raise ValueError(f"{name!r} is not in the zoo index {_root(root) / INDEX_NAME}; shipped: {', '.join(models) or 'none'}")
+    return models[name]
+
+
+def model_folder(name: str, root: str | os.PathLike | None = None) -> Path:
+    return _root(root) / entry(name, root).get("folder", name)
+
+
+def file_digest_problems(folder: Path, files: Mapping[str, Mapping[str, Any]], only: tuple[str, ...] | None = None) -> list[str]:
+    """One line per listed file that is missing or whose sha256 differs from the index."""
+    problems = []
+    for fname, info in files.items():
+        if only is not None and fname not in only:
+            continue
+        path = folder / fname
+        if not path.is_file():
+            problems.append(f"{path} is missing")
+        elif (actual := sha256_file(path)) != info.get("sha256"):
+            problems.append(f"{path} has sha256 {actual}, the index says {info.get('sha256')}")
+    return problems
+
+
+def verify(name: str, root: str | os.PathLike | None = None, all_files: bool = False) -> Path:
+    """The folder of shipped model `name`, after checking its weights and metadata against the index.
+
+    Raises ValueError naming each mismatch: a modified or corrupted file is never loaded.
+    """
+    e = entry(name, root)
+    folder = model_folder(name, root)
+    files = dict(e.get("files", {}))
+    if WEIGHTS not in files:
+        raise ValueError(f"zoo index entry {name!r} lists no sha256 for {WEIGHTS}; refusing to load unverified weights")
+    problems = file_digest_problems(folder, files, None if all_files else GUARDED_FILES)
+    if e.get("sha256", files[WEIGHTS].get("sha256")) != files[WEIGHTS].get("sha256"):
+        problems.append(f"the index itself disagrees on {WEIGHTS} (sha256 {e['sha256']} vs files: {files[WEIGHTS].get('sha256')})")
+    if problems:
+        raise ValueError(
+            f"refused to load shipped model {name!r}: " + "; ".join(problems) + ". The file was modified or corrupted "
+            f"after it was indexed; restore it (git checkout checkpoints/) or rebuild it with: "
+            + " && ".join(e.get("reproduce", {}).get("commands", ["(no command recorded)"]))
+        )
+    return folder
+
+
+def check_against_index(weights: str | os.PathLike) -> None:
+    """If `weights` sits in a zoo folder listed by its parent's index.json, verify its sha256 (load_checkpoint calls this)."""
+    weights = Path(weights).resolve()
+    index_path = weights.parent.parent / INDEX_NAME
+    if weights.name != WEIGHTS or not index_path.is_file():
+        return
+    try:
+        models = read_index(weights.parent.parent)["models"]
+    except ValueError:
+        return  # not an effzoo index: nothing to check against
+    for name, e in models.items():
+        if e.get("folder", name) == weights.parent.name:
+            verify(name, weights.parent.parent)
+            return
+
+
+def find_pretrained(model: Any) -> Path | None:
+    """The verified local weights of a shipped model built by `create_model(<shipped name>)`, else None."""
+    name = getattr(model, "pretrained_cfg", {}).get("zoo_name")
+    if not name:
+        return None
+    return verify(name, model.pretrained_cfg.get("zoo_root")) / WEIGHTS
+
+
+def load_shipped(name: str, root: str | os.PathLike | None = None) -> Any:
+    """The shipped model `name`, verified and ready for inference (same as `effzoo.load_checkpoint(folder)`)."""
+    from .checkpoints import load_checkpoint
+
+    return load_checkpoint(verify(name, root))
+
+
+# -- registration ------------------------------------------------------------------------------
+def _builder(name: str, root: Path | None):
+    def build(**kwargs: Any) -> Any:
+        from .checkpoints import apply_data_config
+        from .models import create_model
+
+        meta = json.loads((model_folder(name, root) / META).read_text())
+        model = create_model(meta["model_name"], **{**meta.get("model_args", {}), **kwargs})
+        apply_data_config(model, meta.get("pretrained_cfg", {}))
+        model.pretrained_cfg.update(zoo_name=name, hf_hub_id=None)
+        if root is not None:
+            model.pretrained_cfg["zoo_root"] = str(root)
+        return model
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"Shipped effzoo checkpoint {name} (see checkpoints/{name}/model_card.md)."
+    return build
+
+
+def register_shipped_models(root: str | os.PathLike | None = None) -> list[str]:
+    """Register every model of the zoo index under its name; returns the names. Never raises at import."""
+    from .models import registry
+
+    try:
+        base = Path(root) if root is not None else checkpoints_dir()
+        if base is None:
+            return []
+        if not (base / INDEX_NAME).is_file():
+            raise FileNotFoundError(f"{base / INDEX_NAME} does not exist (check ${ENV_VAR})")
+        names = list(read_index(base)["models"])
+    except (OSError, ValueError) as e:
+        warnings.warn(f"effzoo: shipped checkpoints not registered ({e})", stacklevel=2)
+        return []
+    for name in names:
+        # Registered directly (register_model refuses duplicates; a refresh must replace).
+        registry._MODELS[name] = _builder(name, Path(root) if root is not None else None)
+    return names
+
+
+# -- adding models -----------------------------------------------------------------------------
+def code_revision(repo: Path | None = None) -> str | None:
+    """`git describe --always --dirty` of the effzoo source tree, or None outside a git checkout."""
+    repo = repo or Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty"], capture_output=True,
+                             text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def index_entry(name: str, folder: Path, commands: list[str], seconds: float | None = None,
+                hardware: str | None = None, revision: str | None = None,
+                test_macs: int | None = None) -> dict[str, Any]:
+    """The index record of a zoo folder: files and digests, the numbers, and how to rebuild it.
+
+    `macs` are at the training resolution (as in model.json), `test_macs` at the test resolution."""
+    meta = json.loads((folder / META).read_text())
+    files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+             for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")}
+    scaling = meta.get("pretrained_cfg", {}).get("scaling", {})
+    return {
+        "name": name,
+        "folder": folder.name,
+        "sha256": files[WEIGHTS]["sha256"],
+        "files": files,
+        "model_name": meta["model_name"],
+        "model_args": meta.get("model_args", {}),
+        "phi": scaling.get("phi"),
+        "dataset": meta.get("data", {}).get("dataset"),
+        "params": meta.get("params"),
+        "macs": meta.get("macs"),
+        "test_macs": test_macs if test_macs is not None else meta.get("macs"),
+        "train_resolution": meta.get("train_resolution"),
+        "test_resolution": meta.get("test_resolution"),
+        "metrics": {k: v for k, v in meta.get("metrics", {}).items() if isinstance(v, (int, float))},
+        "reproduce": {"commands": list(commands), "train_seconds": seconds, "hardware": hardware,
+                      "code_revision": revision},
+        "created": meta.get("created"),
+    }
+
+
+def write_index(root: Path, models: Mapping[str, Any]) -> Path:
+    from .checkpoints import atomic_write
+
+    text = json.dumps({"format": INDEX_FORMAT, "models": dict(sorted(models.items()))}, indent=2) + "\n"
+    return atomic_write(root / INDEX_NAME, lambda tmp: Path(tmp).write_text(text))
+
+
+def add_model(run: str | os.PathLike, name: str, commands: list[str], *, root: str | os.PathLike | None = None,
+              seconds: float | None = None, hardware: str | None = None, evaluate: bool = False,
+              data_dir: str | None = None) -> dict[str, Any]:
+    """Copy a run's exported files into `root/name`, write its card and factsheet, and index it."""
+    from .cards import write_model_card
+    from .cards.analysis import run_analysis
+
+    run, base = Path(run), Path(root) if root is not None else (checkpoints_dir() or
+                                                                 Path(__file__).resolve().parent.parent / "checkpoints")
+    if not (run / WEIGHTS).is_file() or not (run / META).is_file():
+        raise FileNotFoundError(f"{run} has no {WEIGHTS} + {META}: give an `effzoo train` output folder")
+    dest = base / name
+    if dest.resolve() != run.resolve():
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.mkdir(parents=True)
+        for fname in SHIPPED_FILES:
+            if (run / fname).is_file():
+                shutil.copy2(run / fname, dest / fname)
+    models = read_index(base)["models"] if (base / INDEX_NAME).is_file() else {}
+    if not commands:  # re-indexing a model already in the zoo (e.g. after `effzoo card --evaluate`): keep its record
+        if name not in models:
+            raise ValueError(f"{name!r} is new to the zoo: give the exact command(s) that built it with --command")
+        old = models[name]["reproduce"]
+        commands, seconds, hardware = old["commands"], seconds or old.get("train_seconds"), hardware or old.get("hardware")
+        revision = old.get("code_revision")  # the code that trained it, not today's
+    else:
+        revision = code_revision()
+    test_macs = _test_macs(dest)
+    # Index first (without card digests) so the card can read its own entry: name, commands.
+    models[name] = index_entry(name, dest, commands, seconds, hardware, revision, test_macs)
+    write_index(base, models)
+    if evaluate:
+        run_analysis(dest, data_dir=data_dir)
+    write_model_card(dest, json.loads((dest / META).read_text()))
+    models[name] = index_entry(name, dest, commands, seconds, hardware, revision, test_macs)
+    write_index(base, models)
+    register_shipped_models(root)
+    return models[name]
+
+
+def _test_macs(folder: Path) -> int:
+    """MACs per image at the model's test resolution (the cost of inference; FixRes models differ from train)."""
+    from .checkpoints import _build
+    from .models import model_info
+
+    meta = json.loads((folder / META).read_text())
+    model = _build(meta["model_name"], meta.get("model_args", {}), meta.get("pretrained_cfg", {}), str(folder))
+    return model_info(model, tuple(model.pretrained_cfg["test_input_size"]))["macs"]
+
+
+def index_entry_for(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The zoo entry of `folder` when it sits in an indexed zoo, else None (cards use it)."""
+    folder = Path(folder).resolve()
+    if not (folder.parent / INDEX_NAME).is_file():
+        return None
+    try:
+        models = read_index(folder.parent)["models"]
+    except ValueError:
+        return None
+    return next((e for n, e in models.items() if e.get("folder", n) == folder.name), None)
+
+
+# -- command line: effzoo zoo list|verify|add|pareto ------------------------------------------
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", default=None, help=f"zoo folder (default: ${ENV_VAR} or the repo's checkpoints/)")
+    sub = p.add_subparsers(dest="zoo_command", required=True, metavar="ACTION")
+    sub.add_parser("list", help="the index as a table")
+    sub.add_parser("verify", help="check every file of every model against the index (exit 1 on a mismatch)")
+    a = sub.add_parser("add", help="copy an `effzoo train` output folder into the zoo, write its card, index it")
+    a.add_argument("folder", help="the output folder of `effzoo train` (or `effzoo fixres-finetune`)")
+    a.add_argument("--name", required=True, help="zoo name, e.g. effzoo_efficientnet_phi-4_digits")
+    a.add_argument("--command", action="append", default=[],
+                   help="the exact command(s) that built the run (repeatable; omit to re-index a model already listed)")
+    a.add_argument("--seconds", type=float, default=None, help="measured training wall-clock seconds")
+    a.add_argument("--hardware", default=None, help="where it was trained, e.g. '2 CPU cores'")
+    a.add_argument("--evaluate", action="store_true", help="run the card's per-class / per-resolution evaluation")
+    a.add_argument("--data-dir", default=None)
+    pp = sub.add_parser("pareto", help="accuracy vs MACs of the zoo (PNG), with the paper's B0-B7 beside it")
+    pp.add_argument("--output", default="pareto.png")
+    pp.add_argument("--no-reference", action="store_true", help="omit the paper's Table 2 panel")
+
+
+def run(args: argparse.Namespace) -> int:
+    cmd = args.zoo_command
+    if cmd == "list":
+        for n, e in read_index(args.root)["models"].items():
+            top1 = e["metrics"].get("test_top1")
+            print(f"{n:40} {e['dataset']:>14} {e['params'] / 1e6:6.2f}M params {e['macs'] / 1e6:8.2f}M MACs  "
+                  f"test top-1 {'n/a' if top1 is None else f'{100 * top1:.2f}%'}  sha256 {e['sha256'][:12]}")
+    elif cmd == "verify":
+        bad = []
+        for n, e in read_index(args.root)["models"].items():
+            bad += file_digest_problems(model_folder(n, args.root), e.get("files", {}))
+        print("\n".join(bad) if bad else "all shipped files match the index")
+        return 1 if bad else 0
+    elif cmd == "add":
+        e = add_model(args.folder, args.name, args.command, root=args.root, seconds=args.seconds,
+                      hardware=args.hardware, evaluate=args.evaluate, data_dir=args.data_dir)
+        print(json.dumps({k: e[k] for k in ("name", "sha256", "params", "macs", "test_macs", "metrics")}, indent=2))
+    elif cmd == "pareto":
+        from .evaluation.pareto import pareto_plot, zoo_points
+
+        points = zoo_points(args.root)
+        print(f"wrote {pareto_plot(points, args.output, reference=not args.no_reference)} ({len(points)} checkpoints)")
+    return 0
