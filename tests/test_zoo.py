@@ -88,6 +88,19 @@ def test_shipped_checkpoint_matches_its_card_index_and_real_model(name):
     assert "small demonstration model" in body
 
 
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_cards_are_generated_not_hand_written(name, tmp_path):
+    """`effzoo card` on a copy of the zoo entry gives the shipped card and factsheet byte for byte."""
+    folder = REPO / "checkpoints" / SHIPPED[name]["folder"]
+    copy = shutil.copytree(folder, tmp_path / "zoo" / folder.name)
+    shutil.copy(REPO / "checkpoints" / "index.json", tmp_path / "zoo" / "index.json")
+    for generated in ("model_card.md", "factsheet.json"):
+        (copy / generated).unlink()
+    assert main(["card", "--checkpoint", str(copy)]) == 0
+    for generated in ("model_card.md", "factsheet.json"):
+        assert (copy / generated).read_bytes() == (folder / generated).read_bytes(), generated
+
+
 def test_pretrained_true_finds_the_shipped_weights_offline(monkeypatch):
     def no_network(hub_id):
         raise AssertionError(f"tried to download {hub_id}")

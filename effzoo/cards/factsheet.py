@@ -1,11 +1,11 @@
 """A FactSheet-style declaration (Arnold et al., "FactSheets: Increasing Trust in AI Services through
 Supplier's Declarations of Conformity", arXiv:1808.07261): purpose, performance, robustness checks run,
 safety, security and lineage, as `factsheet.json` next to the model card. Every value comes from
-model.json, analysis.json, fixres.json, the zoo index or the weights file itself."""
+model.json, analysis.json, fixres.json, the zoo index or the weights file itself, so regenerating it
+from the same files gives the same bytes."""
 
 from __future__ import annotations
 
-import datetime
 import math
 from typing import Any, Mapping
 
@@ -95,7 +95,6 @@ def build_factsheet(meta: Mapping[str, Any], *, analysis: Mapping[str, Any] | No
         "reference": "Arnold et al., FactSheets: Increasing Trust in AI Services through Supplier's Declarations "
                      "of Conformity, IBM J. Res. Dev. 2019 (arXiv:1808.07261)",
         "name": (zoo or {}).get("name") or meta.get("name") or meta.get("model_name"),
-        "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "purpose": purpose(meta, zoo),
         "model": {
             "model_name": meta.get("model_name"), "model_args": meta.get("model_args"),
