@@ -33,17 +33,21 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as e:
             raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt?): {e}") from None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise ValueError(
-            f"refused to load {path}: it contains pickled Python objects other than tensors, which could run "
-            f"code when unpickled ({refusal_reason(e)}); nothing in it was run. Re-save the weights as a plain "
-            f"state dict or .safetensors."
-        ) from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise ValueError(f"{path} is not a readable torch checkpoint (truncated or corrupt?): {e}") from None
+    obj = _torch_load_weights_only(
+        path, "torch checkpoint",
+        "it contains pickled Python objects other than tensors, which could run code when unpickled",
+        "Re-save the weights as a plain state dict or .safetensors.")
     return _unwrap_state_dict(obj, path)
+
+
+def _torch_load_weights_only(path: Path, kind: str, refused: str, advice: str) -> Any:
+    """torch.load with weights_only=True; a refused pickle or an unreadable file becomes one clear ValueError."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"refused to load {path}: {refused} ({refusal_reason(e)}); nothing in it was run. {advice}") from None
+    except (RuntimeError, EOFError, OSError) as e:
+        raise ValueError(f"{path} is not a readable {kind} (truncated or corrupt?): {e}") from None
 
 
 def refusal_reason(error: Exception) -> str:
@@ -261,16 +265,11 @@ def _build(name: str, args: Mapping[str, Any], data_config: Mapping[str, Any], s
 
 
 def _load_lightning_checkpoint(path: Path) -> nn.Module:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise ValueError(
-            f"refused to load {path}: it holds pickled Python objects beyond tensors and plain data, which could run "
-            f"code when unpickled ({refusal_reason(e)}); nothing in it was run. Checkpoints written by `effzoo train` "
-            f"never need this: is the file from elsewhere? Export the model with effzoo to model.safetensors instead."
-        ) from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise ValueError(f"{path} is not a readable Lightning checkpoint (truncated or corrupt?): {e}") from None
+    ckpt = _torch_load_weights_only(
+        path, "Lightning checkpoint",
+        "it holds pickled Python objects beyond tensors and plain data, which could run code when unpickled",
+        "Checkpoints written by `effzoo train` never need this: is the file from elsewhere? "
+        "Export the model with effzoo to model.safetensors instead.")
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, Mapping) else None
     if not hp or "model_name" not in hp:
         raise ValueError(

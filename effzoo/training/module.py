@@ -98,28 +98,14 @@ class ClassificationModule(pl.LightningModule):
 
     # -- optimization --------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        trainer = self.trainer
-        global_batch = self.recipe.get("batch_size", 64) * trainer.world_size * trainer.accumulate_grad_batches
-        lr = scaled_lr(self.recipe, global_batch)
-        optimizer = create_optimizer(self.model, self.recipe, lr)
-        total = int(trainer.estimated_stepping_batches)
-        epochs = max(1, trainer.max_epochs or 1)
-        scheduler = create_scheduler(optimizer, self.recipe, lr=lr, steps_per_epoch=total / epochs, total_steps=total)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return configure_recipe_optimizers(self)
 
     # -- checkpoint extras ---------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # The metrics of the epoch this checkpoint ends (so the best checkpoint knows its own
-        # scores), and the RNG states, so that a resumed run draws the same augmentations, shuffles
-        # and dropout masks as an uninterrupted one.
-        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items()
-                   if k.startswith("val_") and torch.is_tensor(v) and v.numel() == 1}
-        checkpoint[CKPT_KEY] = {"val_metrics": metrics, "epoch": int(self.current_epoch), "rng_states": get_rng_states()}
+        save_checkpoint_extras(self, checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        states = checkpoint.get(CKPT_KEY, {}).get("rng_states")
-        if states:
-            set_rng_states(states)
+        restore_checkpoint_extras(checkpoint)
 
 
 def get_rng_states() -> dict[str, Any]:
@@ -143,3 +129,34 @@ def set_rng_states(states: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def configure_recipe_optimizers(module: pl.LightningModule, extra_groups: list[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The recipe's optimizer (lr scaled by the global batch) and per-step schedule for `module.model`;
+    `extra_groups` adds parameter groups outside the model (e.g. learned loss weights)."""
+    trainer = module.trainer
+    global_batch = module.recipe.get("batch_size", 64) * trainer.world_size * trainer.accumulate_grad_batches
+    lr = scaled_lr(module.recipe, global_batch)
+    optimizer = create_optimizer(module.model, module.recipe, lr)
+    for group in extra_groups:
+        optimizer.add_param_group(group)
+    total = int(trainer.estimated_stepping_batches)
+    epochs = max(1, trainer.max_epochs or 1)
+    scheduler = create_scheduler(optimizer, module.recipe, lr=lr, steps_per_epoch=total / epochs, total_steps=total)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def save_checkpoint_extras(module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    """Store the metrics of the epoch this checkpoint ends (so the best checkpoint knows its own
+    scores) and the RNG states, so that a resumed run draws the same augmentations, shuffles and
+    dropout masks as an uninterrupted one."""
+    metrics = {k: float(v) for k, v in module.trainer.callback_metrics.items()
+               if k.startswith("val_") and torch.is_tensor(v) and v.numel() == 1}
+    checkpoint[CKPT_KEY] = {"val_metrics": metrics, "epoch": int(module.current_epoch), "rng_states": get_rng_states()}
+
+
+def restore_checkpoint_extras(checkpoint: dict[str, Any]) -> None:
+    """Put back the RNG states `save_checkpoint_extras` stored (older checkpoints have none)."""
+    states = checkpoint.get(CKPT_KEY, {}).get("rng_states")
+    if states:
+        set_rng_states(states)

@@ -34,8 +34,7 @@ from ..mtl import (
     rotate_batch,
     validate_tasks,
 )
-from .module import CKPT_KEY, get_rng_states, set_rng_states
-from .recipe import create_optimizer, create_scheduler, scaled_lr
+from .module import configure_recipe_optimizers, restore_checkpoint_extras, save_checkpoint_extras
 
 
 class MultiTaskDataModule(ClassificationDataModule):
@@ -232,25 +231,12 @@ class MultiTaskModule(pl.LightningModule):
 
     # -- optimization --------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        trainer = self.trainer
-        global_batch = self.recipe.get("batch_size", 64) * trainer.world_size * trainer.accumulate_grad_batches
-        lr = scaled_lr(self.recipe, global_batch)
-        optimizer = create_optimizer(self.model, self.recipe, lr)
         learned = [p for p in self.weighting.parameters() if p.requires_grad]
-        if learned:  # uncertainty weighting's log-variances: main optimizer, no weight decay
-            optimizer.add_param_group({"params": learned, "weight_decay": 0.0})
-        total = int(trainer.estimated_stepping_batches)
-        epochs = max(1, trainer.max_epochs or 1)
-        scheduler = create_scheduler(optimizer, self.recipe, lr=lr, steps_per_epoch=total / epochs, total_steps=total)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        # uncertainty weighting's log-variances join the main optimizer, without weight decay
+        return configure_recipe_optimizers(self, [{"params": learned, "weight_decay": 0.0}] if learned else [])
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items()
-                   if k.startswith("val_") and torch.is_tensor(v) and v.numel() == 1}
-        checkpoint[CKPT_KEY] = {"val_metrics": metrics, "epoch": int(self.current_epoch),
-                                "rng_states": get_rng_states()}
+        save_checkpoint_extras(self, checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        states = checkpoint.get(CKPT_KEY, {}).get("rng_states")
-        if states:
-            set_rng_states(states)
+        restore_checkpoint_extras(checkpoint)
