@@ -8,7 +8,6 @@ Step 1 runs `effzoo search` (successive halving within the budget). Step 2 train
 recipe, seed and epochs: the winner at phi = 1, the paper's coefficients at phi = 1, and depth-,
 width- and resolution-only models whose MACs match the paper's phi = 1 model (d = 2, w = sqrt(2),
 r = sqrt(2)), then prints val top-1 and measured MACs side by side. Resumable: rerun the command.
-Depth- and width-only arms print their MACs only until `effzoo train` takes single-dimension options.
 """
 
 from __future__ import annotations
@@ -18,11 +17,8 @@ import json
 import math
 from pathlib import Path
 
-import torch
-
 from effzoo.cli import main as effzoo_main
 from effzoo.data import create_datamodule
-from effzoo.models import create_model, model_info
 from effzoo.scaling import round_resolution
 from effzoo.training.run import run_training
 
@@ -45,6 +41,7 @@ def main() -> None:
     winner = json.loads((out / "search" / "ranking.json").read_text())["winner"]
     base_res = create_datamodule("fashion-mnist").base_resolution
     arms = {
+        "baseline (phi=0)": dict(phi=0.0),
         "winner": dict(phi=1.0, coefficients=[winner["alpha"], winner["beta"], winner["gamma"]]),
         "paper (1.2, 1.1, 1.15)": dict(phi=1.0, coefficients=[1.2, 1.1, 1.15]),
         "depth only (d=2)": dict(depth_multiplier=2.0),
@@ -57,19 +54,13 @@ def main() -> None:
         cfg = {"model": args.model, "data": "fashion-mnist", "epochs": args.final_epochs, "train_limit": args.train_limit,
                "ema_decay": 0.0, "progress_bar": False, "output": str(folder),
                "resume": (folder / "last.ckpt").is_file()}
-        model_args = {k: v for k, v in arm.items() if k in ("depth_multiplier", "width_multiplier")}
-        if model_args:  # `effzoo train` has no single-dimension options yet: report their MACs only
-            with torch.device("meta"):
-                m = create_model(args.model, in_chans=1, num_classes=10, small_input=True, **model_args)
-            rows.append({"arm": name, "macs": model_info(m, (1, base_res, base_res))["macs"], "val_top1": None})
-            continue
         cfg.update(arm)
-        metrics = run_training(cfg).metrics
+        if not (folder / "model.json").is_file():  # finished arms are not retrained
+            run_training(cfg)
         meta = json.loads((folder / "model.json").read_text())
-        rows.append({"arm": name, "macs": meta["macs"], "val_top1": 100 * metrics["val_top1"]})
+        rows.append({"arm": name, "macs": meta["macs"], "val_top1": 100 * meta["metrics"]["val_top1"]})
     for r in rows:
-        acc = "n/a" if r["val_top1"] is None else f"{r['val_top1']:.2f}"
-        print(f"{r['arm']:28s} {r['macs'] / 1e6:8.1f} MMACs   val top-1 {acc}")
+        print(f"{r['arm']:28s} {r['macs'] / 1e6:8.1f} MMACs   val top-1 {r['val_top1']:.2f}")
     (out / "compare.json").write_text(json.dumps(rows, indent=2))
 
 

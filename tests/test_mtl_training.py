@@ -49,7 +49,12 @@ def test_train_with_tasks_learns_exports_and_round_trips(tmp_path):
 
     meta = json.loads((res.output / "model.json").read_text())
     assert [t["name"] for t in meta["multitask"]["tasks"]] == ["main", "aux", "noise"]
-    assert "## Tasks" in (res.output / "model_card.md").read_text()
+    card = res.output / "model_card.md"
+    assert "| noise | classification | 3 | 0.2 |" in card.read_text()
+    card.unlink()
+    from effzoo.cli import main as effzoo_main
+    assert effzoo_main(["card", "--checkpoint", str(res.output)]) == 0  # regenerated: the heads stay in the card
+    assert "| noise | classification | 3 | 0.2 |" in card.read_text()
     loaded = load_checkpoint(res.output)
     x = torch.randn(4, 1, 16, 16)
     res.module.model.eval()

@@ -121,6 +121,22 @@ def test_train_resolution_follows_phi(tmp_path):
     assert cfg.small_input is True and module.model.total_stride == 8  # auto: 40 px < 128 px
 
 
+def test_single_dimension_multipliers_reach_the_model(tmp_path):
+    """The paper's depth-only / width-only baselines (Fig. 3) are trainable from the config."""
+    from effzoo.models import create_model
+    from effzoo.training.run import build
+
+    base = {**tiny(tmp_path), "model": "efficientnet", "data_options": {"size": 16, "num_samples": 16}}
+    _, dm, deep = build(TrainConfig(**base, depth_multiplier=2.0))
+    _, _, wide = build(TrainConfig(**base, width_multiplier=1.4, phi=0))
+    assert deep.model.pretrained_cfg["scaling"]["depth"] == 2.0 and dm.image_size == 16
+    assert wide.model.pretrained_cfg["scaling"]["width"] == 1.4
+    reference = create_model("efficientnet", depth_multiplier=2.0, num_classes=4, in_chans=1, small_input=True)
+    assert sum(p.numel() for p in deep.model.parameters()) == sum(p.numel() for p in reference.parameters())
+    with pytest.raises(ValueError, match="depth_multiplier must be > 0"):
+        TrainConfig(**base, depth_multiplier=0.0)
+
+
 def test_small_input_is_automatic_below_128_px(tmp_path):
     from effzoo.training.run import build
 
@@ -131,6 +147,16 @@ def test_small_input_is_automatic_below_128_px(tmp_path):
     assert resolved(data_options={"size": 32, "num_samples": 16}) == (True, 8)
     assert resolved(data_options={"size": 32, "num_samples": 16}, image_size=128) == (False, 32)
     assert resolved(data_options={"size": 32, "num_samples": 16}, small_input=False, image_size=64) == (False, 32)
+
+
+def test_ema_decay_warms_up_to_its_target():
+    from effzoo.training.run import ema_avg_with_warmup
+
+    avg = ema_avg_with_warmup(0.999)
+    ema, current = torch.zeros(3), torch.ones(3)
+    # after 1 update the decay is 2/11, so the average moves 9/11 of the way; after 10k it is capped at 0.999
+    torch.testing.assert_close(avg(ema, current, torch.tensor(1)), torch.full((3,), 9 / 11))
+    torch.testing.assert_close(avg(ema, current, torch.tensor(10_000)), torch.full((3,), 0.001))
 
 
 def test_lr_schedule_warmup_then_step_decay():

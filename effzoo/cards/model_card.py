@@ -218,6 +218,21 @@ def _quantitative(meta: Mapping[str, Any], ctx: CardContext) -> list[str]:
     return lines
 
 
+def _tasks(meta: Mapping[str, Any]) -> list[str]:
+    """The heads of a multi-task checkpoint (empty for a single-task one), with each task's test top-1."""
+    mt, m = meta.get("multitask"), meta.get("metrics", {})
+    if not mt:
+        return []
+    lines = ["", "### Tasks (multi-task heads on a shared backbone)", "",
+             f"Feature size {mt['num_features']}, feature norm {mt['feature_norm']}; the first task is the main one.",
+             "", "| task | kind | outputs | weight | label source | test top-1 |", "|---|---|---|---|---|---|"]
+    for t in mt["tasks"]:
+        acc = m.get(f"test_{t['name']}_top1")
+        lines.append(f"| {t['name']} | {t['kind']} | {t['num_outputs']} | {t['weight']:g} | {t['source']} | "
+                     f"{'' if acc is None else f'{float(acc):.4f}'} |")
+    return lines
+
+
 def _measured_caveats(meta: Mapping[str, Any], ctx: CardContext) -> list[str]:
     """Warnings the measurements call for: a FixRes stage that lost accuracy, a steep resolution sensitivity."""
     out = []
@@ -278,7 +293,7 @@ def render_model_card(meta: Mapping[str, Any], ctx: CardContext | None = None) -
         "Evaluation Data": [
             f"- The test split of `{eval_data}` ({sizes.get('test', 'n/a')} images), resized and center-cropped to "
             f"{meta.get('test_resolution')} px as under Model Details; validation: {sizes.get('val', 'n/a')} images.",
-            f"- Why: the held-out split of the training dataset; it measures in-distribution accuracy only. "
+            "- Why: the held-out split of the training dataset; it measures in-distribution accuracy only. "
             + (f"[datasheet]({ctx.datasheets[eval_data]})" if eval_data in ctx.datasheets else ""),
         ],
         "Training Data": [
@@ -287,7 +302,7 @@ def render_model_card(meta: Mapping[str, Any], ctx: CardContext | None = None) -
             f"- Augmentation: RandomResizedCrop at {meta.get('train_resolution')} px, RandAugment `{recipe.get('rand_augment')}`, "
             f"mixup {recipe.get('mixup')}, cutmix {recipe.get('cutmix')}, random erasing {recipe.get('random_erasing')}.",
         ],
-        "Quantitative Analyses": _quantitative(meta, ctx),
+        "Quantitative Analyses": _quantitative(meta, ctx) + _tasks(meta),
         "Ethical Considerations": [
             f"- {notes['ethics']}",
             "- The model inherits the biases and labelling errors of its training data. It was not assessed for "

@@ -37,6 +37,8 @@ class TrainConfig:
     model: str = option("efficientnet", "registered model or family name (see `effzoo models`)")
     phi: float | None = option(None, "compound-scaling exponent phi (families: efficientnet, resnet, mobilenetv2)", "float")
     coefficients: list | None = option(None, "alpha,beta,gamma of compound scaling (default 1.2,1.1,1.15)", "floats")
+    depth_multiplier: float | None = option(None, "override the depth multiplier (single-dimension scaling, paper Fig. 3); with --phi it replaces phi's", "float")
+    width_multiplier: float | None = option(None, "override the width multiplier (single-dimension scaling); with --phi it replaces phi's", "float")
     small_input: bool | None = option(None, "drop the first two stride-2s (total stride 32 -> 8); default: on below 128 px", "bool")
     drop_rate: float | None = option(None, "dropout before the classifier (default: the model's, by phi)", "float")
     drop_path_rate: float | None = option(None, "stochastic depth rate (default: the model's, 0.2 for EfficientNet)", "float")
@@ -111,7 +113,8 @@ class TrainConfig:
             if v is not None and (v < 0 or (v == 0 and not allow_zero)):
                 raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {v}")
 
-        for name in ("epochs", "batch_size", "num_nodes", "decay_epochs", "lr", "lr_base", "image_size", "eval_image_size"):
+        for name in ("epochs", "batch_size", "num_nodes", "decay_epochs", "lr", "lr_base", "image_size", "eval_image_size",
+                     "depth_multiplier", "width_multiplier"):
             positive(name)
         for name in ("warmup_epochs", "warmup_lr", "weight_decay", "min_lr", "mixup", "cutmix", "momentum"):
             positive(name, allow_zero=True)

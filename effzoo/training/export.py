@@ -72,21 +72,4 @@ def export_run(output: Path, module: Any, cfg: TrainConfig, dm: Any, metrics: Ma
     text = json.dumps(dict(metrics), indent=2) + "\n"
     atomic_write(Path(output) / "metrics.json", lambda tmp: Path(tmp).write_text(text))
     write_model_card(output, json.loads(json.dumps(meta, default=str)))
-    if multitask:
-        _append_task_card(Path(output), meta["multitask"], metrics)
     return meta
-
-
-def _append_task_card(output: Path, mt: Mapping[str, Any], metrics: Mapping[str, Any]) -> None:
-    card = output / "model_card.md"
-    if not card.is_file():
-        return
-    lines = ["", "## Tasks (multi-task heads on a shared backbone)", "",
-             f"Feature size {mt['num_features']}, feature norm {mt['feature_norm']}; the first task is the main one.",
-             "", "| task | kind | outputs | weight | label source | test top-1 |", "|---|---|---|---|---|---|"]
-    for t in mt["tasks"]:
-        acc = metrics.get(f"test_{t['name']}_top1")
-        lines.append(f"| {t['name']} | {t['kind']} | {t['num_outputs']} | {t['weight']:g} | {t['source']} | "
-                     f"{'' if acc is None else f'{float(acc):.4f}'} |")
-    text = card.read_text() + "\n".join(lines) + "\n"
-    atomic_write(card, lambda tmp: Path(tmp).write_text(text))

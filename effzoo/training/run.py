@@ -11,7 +11,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import pytorch_lightning as pl
 import torch
@@ -64,7 +64,7 @@ def default_output(cfg: TrainConfig) -> Path:
 
 def model_spec(cfg: TrainConfig, in_chans: int, num_classes: int) -> dict[str, Any]:
     args: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_chans, "small_input": bool(cfg.small_input)}
-    for key in ("phi", "coefficients", "drop_rate", "drop_path_rate"):
+    for key in ("phi", "coefficients", "depth_multiplier", "width_multiplier", "drop_rate", "drop_path_rate"):
         if getattr(cfg, key) is not None:
             args[key] = getattr(cfg, key)
     return args
@@ -112,6 +112,15 @@ def _world_size(cfg: TrainConfig, on_gpu: bool) -> int:
     return max(1, n) * cfg.num_nodes
 
 
+def ema_avg_with_warmup(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """An `AveragedModel` avg_fn: EMA whose decay after n updates is min(decay, (1 + n) / (10 + n))."""
+    def average(ema: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+        d = torch.clamp((1.0 + num_averaged) / (10.0 + num_averaged), max=decay).to(current.dtype) \
+            if current.is_floating_point() else decay
+        return ema + (current - ema) * (1.0 - d)
+    return average
+
+
 def build_trainer(cfg: TrainConfig, output: Path) -> pl.Trainer:
     from pytorch_lightning.callbacks import EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
@@ -122,7 +131,12 @@ def build_trainer(cfg: TrainConfig, output: Path) -> pl.Trainer:
         LearningRateMonitor(logging_interval="step"),
     ]
     if cfg.ema_decay > 0:
-        callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay))
+        ema = EMAWeightAveraging(decay=cfg.ema_decay)
+        # Lightning's EMA uses the full decay from step one, so for the first ~1/(1-decay) steps its weights
+        # are mostly the random init (measured: 10% val top-1 after one Fashion-MNIST epoch at 0.999).
+        # timm's ModelEma warm-up ramps the decay as (1+n)/(10+n) up to the target instead.
+        ema._kwargs["avg_fn"] = ema_avg_with_warmup(cfg.ema_decay)
+        callbacks.append(ema)
     on_gpu = cfg.accelerator in ("gpu", "cuda") or (cfg.accelerator == "auto" and torch.cuda.is_available())
     # torch refuses SyncBatchNorm on CPU tensors; on GPUs with DDP it keeps BN statistics global.
     sync_bn = on_gpu and _world_size(cfg, on_gpu) > 1
