@@ -146,3 +146,17 @@ def test_without_tasks_nothing_changes(tmp_path):
     del cfg["tasks"]
     _, dm, module = build(TrainConfig(**cfg))
     assert type(module).__name__ == "ClassificationModule" and type(dm).__name__ == "ClassificationDataModule"
+
+
+def test_two_process_cpu_ddp_with_tasks(tmp_path):
+    """Heads, masks and a learnable weighting (uncertainty) under Lightning's DDP, 2 CPU processes."""
+    res = run_training(tiny(tmp_path, "ddp", strategy="ddp_spawn", devices=2, epochs=2, test=False,
+                            weighting="uncertainty", tasks="main:cls:4,aux:cls:4:0.5:label"))
+    out = res.output
+    ckpt = torch.load(out / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 6  # 96 samples, batch 16 per process, 2 processes: 3 steps per epoch
+    assert any("log_var" in k or "weighting" in k for k in ckpt["state_dict"]), list(ckpt["state_dict"])[:5]
+    meta = json.loads((out / "model.json").read_text())
+    assert [t["name"] for t in meta["multitask"]["tasks"]] == ["main", "aux"]
+    weights = [float(r["weight/aux"]) for r in logged(out) if r.get("weight/aux")]
+    assert weights and all(math.isfinite(w) for w in weights)
