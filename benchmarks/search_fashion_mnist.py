@@ -17,6 +17,8 @@ import json
 import math
 from pathlib import Path
 
+import yaml
+
 from effzoo.cli import main as effzoo_main
 from effzoo.data import create_datamodule
 from effzoo.scaling import round_resolution
@@ -35,7 +37,13 @@ def main() -> None:
     p.add_argument("--output", default="runs/bench-search")
     args = p.parse_args()
     out = Path(args.output)
-    effzoo_main(["search", "--model", args.model, "--data", "fashion-mnist", "--grid-step", str(args.grid_step),
+    # One recipe for the search and the comparison: the built-in fashion-mnist one, with a short warm-up
+    # (its 1-epoch warm-up would be the whole of a 1-epoch candidate) and no EMA (nothing to average yet).
+    recipe = {"warmup_epochs": 0.2, "ema_decay": 0.0}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    effzoo_main(["search", "--config", str(out / "recipe.yaml"), "--model", args.model, "--data", "fashion-mnist",
+                 "--grid-step", str(args.grid_step),
                  "--epochs", str(args.epochs), "--budget-minutes", str(args.budget_minutes), "--train-limit",
                  str(args.train_limit), "--max-candidates", str(args.max_candidates), "--output", str(out / "search")])
     winner = json.loads((out / "search" / "ranking.json").read_text())["winner"]
@@ -52,7 +60,7 @@ def main() -> None:
     for name, arm in arms.items():
         folder = out / "compare" / name.split()[0]
         cfg = {"model": args.model, "data": "fashion-mnist", "epochs": args.final_epochs, "train_limit": args.train_limit,
-               "ema_decay": 0.0, "progress_bar": False, "output": str(folder),
+               **recipe, "progress_bar": False, "output": str(folder),
                "resume": (folder / "last.ckpt").is_file()}
         cfg.update(arm)
         if not (folder / "model.json").is_file():  # finished arms are not retrained
