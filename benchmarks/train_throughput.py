@@ -1,6 +1,6 @@
 """Training images/s of effzoo's training step next to timm's same architecture in a plain eager loop.
 
-    python benchmarks/train_throughput.py [--model efficientnet_b0] [--res 224] [--batch-size 16] [--threads 2]
+    python benchmarks/train_throughput.py [--model efficientnet_b0] [--res 224] [--batch-size 16] [--threads 2] [--compile]
 
 One process, interleaved rounds (the machine is shared: compare the ratio, not the absolute
 numbers). effzoo's step is what `effzoo train` runs: channels_last weights and inputs; timm's is
@@ -23,9 +23,10 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int)
+    p.add_argument("--compile", action="store_true", help="compile our model, as `effzoo train --compile` does")
     p.add_argument("--json")
     args = p.parse_args()
-    result = benchmark(args.model, res=args.res, batch_size=args.batch_size, bench="train", iters=args.iters,
+    result = benchmark(args.model, res=args.res, batch_size=args.batch_size, bench="train", iters=args.iters, compile=args.compile,
                        repeats=args.repeats, threads=args.threads, log=print)
     ours, ref = result["effzoo"]["train"], result["timm"]["train"]
     print(f"{args.model} @ {args.res} px, batch {args.batch_size}: effzoo {ours['images_per_s']:.1f} img/s, "

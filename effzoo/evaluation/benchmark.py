@@ -152,8 +152,9 @@ def benchmark(name: str, *, res: int | None = None, batch_size: int = 16, bench:
 
     if bench in ("train", "both"):
         ours.train().to(memory_format=torch.channels_last)
-        runners = {"effzoo": _train_step(ours, x_cl, y)}
-        sides["effzoo"]["train_path"] = "eager, channels_last, SGD step"
+        # `effzoo train --compile` compiles the model (forward and backward); the step stays eager Python.
+        runners = {"effzoo": _train_step(torch.compile(ours) if compile else ours, x_cl, y)}
+        sides["effzoo"]["train_path"] = ("torch.compile" if compile else "eager") + ", channels_last, SGD step"
         if theirs is not None:
             theirs.train()
             runners["timm"] = _train_step(theirs, x, y)
