@@ -34,10 +34,12 @@ def epoch_losses(output: Path) -> list[float]:
 
 
 def test_a_few_epochs_reduce_the_loss(tmp_path):
-    out = train(tiny(tmp_path, epochs=4, data_options={"num_samples": 256, "size": 16}))
+    # AdamW: the default RMSProp at this lr made the loss climb for two epochs before falling (5.7, 8.2, 7.4,
+    # 4.6), so a fall was luck. With AdamW, seeds 0-2 fell by 2.1, 1.4 and 1.5 over 4 epochs.
+    out = train(tiny(tmp_path, epochs=4, opt="adamw", lr=0.003, data_options={"num_samples": 256, "size": 16}))
     losses = epoch_losses(out)
     assert len(losses) == 4
-    assert losses[-1] < losses[0], losses  # failed once in a full-suite run under heavy load; see closing note
+    assert losses[-1] < losses[0] - 0.5, losses
     for name in ("model.safetensors", "model.json", "metrics.json", "model_card.md", "config.yaml", "last.ckpt"):
         assert (out / name).is_file(), name
     assert len(list(out.glob("best-*.ckpt"))) == 1
