@@ -139,6 +139,17 @@ def test_single_dimension_multipliers_reach_the_model(tmp_path):
         TrainConfig(**base, depth_multiplier=0.0)
 
 
+def test_random_resized_crop_scale_is_a_recipe_option(tmp_path):
+    from effzoo.training.run import build
+
+    _, dm, module = build(TrainConfig(**tiny(tmp_path), scale=[0.9, 1.0]))
+    assert dm.scale == (0.9, 1.0) and tuple(module.hparams.data_config["train_augmentation"]["random_resized_crop_scale"]) == (0.9, 1.0)
+    crop = next(t for t in dm.train_tf.transforms if type(t).__name__ == "RandomResizedCrop")
+    assert tuple(crop.scale) == (0.9, 1.0)
+    with pytest.raises(ValueError, match="scale must be two numbers 0 < low <= high <= 1"):
+        TrainConfig(**tiny(tmp_path), scale=[0.5, 1.5])
+
+
 def test_small_input_is_automatic_below_128_px(tmp_path):
     from effzoo.training.run import build
 

@@ -62,6 +62,7 @@ class ClassificationDataModule(pl.LightningDataModule):
         cutmix: float = 0.0,
         label_smoothing: float = 0.1,
         train_limit: int | None = None,
+        scale: tuple[float, float] | None = None,
     ):
         super().__init__()
         _check_int("batch_size", batch_size, 1)
@@ -103,11 +104,13 @@ class ClassificationDataModule(pl.LightningDataModule):
         self.random_erasing = random_erasing
         self.label_smoothing = label_smoothing
         self.train_limit = train_limit
+        # RandomResizedCrop's area range: the dataset's choice unless the recipe overrides it (timm's --scale).
+        self.scale = tuple(scale) if scale is not None else tuple(source.rrc_scale)
         if rand_augment:
             build_rand_augment(rand_augment, self.image_size, self.mean)  # fail early on typos
         self.train_tf = train_transform(
             self.image_size, self.in_chans, self.mean, self.std, interpolation,
-            rand_augment, random_erasing, scale=source.rrc_scale, hflip=source.hflip,
+            rand_augment, random_erasing, scale=self.scale, hflip=source.hflip,
         )  # fmt: skip
         self.mixup_fn = self._make_mixup(mixup, cutmix, label_smoothing)
         self._splits: Splits | None = None
@@ -229,7 +232,7 @@ class ClassificationDataModule(pl.LightningDataModule):
             "mean": self.mean,
             "std": self.std,
             "train_augmentation": {
-                "random_resized_crop_scale": tuple(self.source.rrc_scale),
+                "random_resized_crop_scale": self.scale,
                 "hflip": self.source.hflip,
                 "rand_augment": self.rand_augment,
                 "random_erasing": self.random_erasing,

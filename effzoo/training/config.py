@@ -55,6 +55,7 @@ class TrainConfig:
     val_fraction: float | None = option(None, "share of the training pool held out for validation", "float")
     train_limit: int | None = option(None, "use at most this many training images (stratified)", "int")
     on_bad_image: str = option("skip", "unreadable images in folders: skip with a warning, or fail", choices=("skip", "error"))
+    scale: list | None = option(None, "RandomResizedCrop area range low,high (default: the dataset's, e.g. 0.35,1 for Fashion-MNIST)", "floats")
     rand_augment: str | None = option("rand-m9-mstd0.5", "timm RandAugment spec ('none' to disable)", "str")
     random_erasing: float = option(0.0, "random erasing probability")
     mixup: float = option(0.0, "mixup alpha (0: off)")
@@ -123,6 +124,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0.0 < self.decay_rate <= 1.0:
             raise ValueError(f"decay_rate must be in (0, 1], got {self.decay_rate}")
+        if self.scale is not None and (len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1] <= 1):
+            raise ValueError(f"scale must be two numbers 0 < low <= high <= 1 (RandomResizedCrop area), got {self.scale}")
         if self.coefficients is not None and len(self.coefficients) != 3:
             raise ValueError(f"coefficients must be three numbers alpha,beta,gamma, got {self.coefficients}")
         self.validate_multitask()

@@ -176,7 +176,7 @@ def build(cfg: TrainConfig) -> tuple[TrainConfig, pl.LightningDataModule, Classi
         source, **extra, batch_size=cfg.batch_size, image_size=res, eval_image_size=cfg.eval_image_size,
         crop_pct=cfg.crop_pct, interpolation=cfg.interpolation, num_workers=cfg.num_workers, seed=cfg.seed,
         rand_augment=cfg.rand_augment, random_erasing=cfg.random_erasing, mixup=cfg.mixup, cutmix=cfg.cutmix,
-        label_smoothing=cfg.label_smoothing, train_limit=cfg.train_limit)
+        label_smoothing=cfg.label_smoothing, train_limit=cfg.train_limit, scale=cfg.scale)
     data_config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dm.data_config.items()}
     recipe = {k: v for k, v in cfg.to_dict().items() if k not in ("resume",)}
     if cfg.tasks is not None:
