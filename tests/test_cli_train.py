@@ -87,3 +87,12 @@ def test_shipped_configs_load_and_match_the_builtin_recipes():
     assert (paper.opt, paper.lr_base, paper.decay_rate, paper.decay_epochs, paper.warmup_epochs) == ("rmsproptf", 0.016, 0.97, 2.4, 5)
     assert (paper.ema_decay, paper.label_smoothing, paper.drop_path_rate, paper.epochs) == (0.9999, 0.1, 0.2, 350)
     assert (paper.weight_decay, paper.opt_eps, paper.small_input) == (1e-5, 1e-3, False)
+
+
+def test_help_names_pair_options_as_pairs(capsys):
+    # --scale takes low,high: a generic "A,B,G" metavar (the coefficients' triple) would mislead.
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--scale LO,HI" in out and "--coefficients A,B,G" in out
+    assert "Fashion-MNIST) (default: None)" not in out

@@ -33,12 +33,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             continue  # config files only
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = f"{f.metadata['help']} (default: {default})"
+        # Help that already explains its default (a dataset's choice, say) is not followed by "(default: None)".
+        help_text = f.metadata["help"] if "default" in f.metadata["help"] else f"{f.metadata['help']} (default: {default})"
         if kind == "bool":
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         else:
             p.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, choices=choices,
-                           metavar=None if choices else METAVARS.get(kind, "STR"), help=help_text)
+                           metavar=None if choices else (f.metadata["metavar"] or METAVARS.get(kind, "STR")), help=help_text)
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:

@@ -21,11 +21,13 @@ SCHEDULES = ("step", "cosine", "constant")
 DEFAULT_LR_BASE = {"rmsproptf": 0.016, "rmsprop": 0.016, "sgd": 0.1, "momentum": 0.1, "adamw": 0.001}
 
 
-def option(default: Any, help: str, kind: str | None = None, choices: tuple | None = None) -> Any:
+def option(default: Any, help: str, kind: str | None = None, choices: tuple | None = None,
+           metavar: str | None = None) -> Any:
     """A config field. `kind` (int, float, str, bool, floats, dict, devices, number) says how
-    YAML and CLI values are checked and converted; it defaults to the default's type."""
+    YAML and CLI values are checked and converted; it defaults to the default's type. `metavar`
+    names the value in `--help` when the kind's generic name would mislead (a pair, not a triple)."""
     kind = kind or type(default).__name__
-    meta = {"help": help, "kind": kind, "choices": choices}
+    meta = {"help": help, "kind": kind, "choices": choices, "metavar": metavar}
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -55,7 +57,8 @@ class TrainConfig:
     val_fraction: float | None = option(None, "share of the training pool held out for validation", "float")
     train_limit: int | None = option(None, "use at most this many training images (stratified)", "int")
     on_bad_image: str = option("skip", "unreadable images in folders: skip with a warning, or fail", choices=("skip", "error"))
-    scale: list | None = option(None, "RandomResizedCrop area range low,high (default: the dataset's, e.g. 0.35,1 for Fashion-MNIST)", "floats")
+    scale: list | None = option(None, "RandomResizedCrop area range low,high (default: the dataset's, e.g. 0.35,1 for Fashion-MNIST)", "floats",
+                                 metavar="LO,HI")
     rand_augment: str | None = option("rand-m9-mstd0.5", "timm RandAugment spec ('none' to disable)", "str")
     random_erasing: float = option(0.0, "random erasing probability")
     mixup: float = option(0.0, "mixup alpha (0: off)")
