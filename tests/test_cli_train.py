@@ -95,4 +95,4 @@ def test_help_names_pair_options_as_pairs(capsys):
         main(["train", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "--scale LO,HI" in out and "--coefficients A,B,G" in out
-    assert "Fashion-MNIST) (default: None)" not in out
+    assert "fashion-mnist) (default: None)" not in out

@@ -57,7 +57,8 @@ class TrainConfig:
     val_fraction: float | None = option(None, "share of the training pool held out for validation", "float")
     train_limit: int | None = option(None, "use at most this many training images (stratified)", "int")
     on_bad_image: str = option("skip", "unreadable images in folders: skip with a warning, or fail", choices=("skip", "error"))
-    scale: list | None = option(None, "RandomResizedCrop area range low,high (default: the dataset's, e.g. 0.35,1 for Fashion-MNIST)", "floats",
+    scale: list | None = option(None, "RandomResizedCrop area range low,high (default: the dataset's recipe, e.g. 0.6,1 for fashion-mnist)",
+                                 "floats",
                                  metavar="LO,HI")
     rand_augment: str | None = option("rand-m9-mstd0.5", "timm RandAugment spec ('none' to disable)", "str")
     random_erasing: float = option(0.0, "random erasing probability")
