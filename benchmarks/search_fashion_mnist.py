@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
 from pathlib import Path
 
 import yaml
@@ -42,10 +43,12 @@ def main() -> None:
     recipe = {"warmup_epochs": 0.2, "ema_decay": 0.0}
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    started = time.monotonic()
     effzoo_main(["search", "--config", str(out / "recipe.yaml"), "--model", args.model, "--data", "fashion-mnist",
                  "--grid-step", str(args.grid_step),
                  "--epochs", str(args.epochs), "--budget-minutes", str(args.budget_minutes), "--train-limit",
                  str(args.train_limit), "--max-candidates", str(args.max_candidates), "--output", str(out / "search")])
+    search_minutes = (time.monotonic() - started) / 60
     winner = json.loads((out / "search" / "ranking.json").read_text())["winner"]
     base_res = create_datamodule("fashion-mnist").base_resolution
     arms = {
@@ -59,6 +62,8 @@ def main() -> None:
     rows = []
     for name, arm in arms.items():
         folder = out / "compare" / name.split()[0]
+        if name == "winner":  # a resumed search may pick another winner: never reuse a stale arm
+            folder = out / "compare" / f"winner_{winner['coefficients_arg'].replace(',', '_')}"
         cfg = {"model": args.model, "data": "fashion-mnist", "epochs": args.final_epochs, "train_limit": args.train_limit,
                **recipe, "progress_bar": False, "output": str(folder),
                "resume": (folder / "last.ckpt").is_file()}
@@ -67,6 +72,7 @@ def main() -> None:
             run_training(cfg)
         meta = json.loads((folder / "model.json").read_text())
         rows.append({"arm": name, "macs": meta["macs"], "val_top1": 100 * meta["metrics"]["val_top1"]})
+    print(f"search: {search_minutes:.1f} min this invocation (finished candidates of an earlier one are reused)")
     for r in rows:
         print(f"{r['arm']:28s} {r['macs'] / 1e6:8.1f} MMACs   val top-1 {r['val_top1']:.2f}")
     (out / "compare.json").write_text(json.dumps(rows, indent=2))

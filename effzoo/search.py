@@ -14,7 +14,9 @@ JSON state file makes the search resumable (finished evaluations are never repea
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -37,6 +39,10 @@ class Candidate:
     macs: int | None = None
     params: int | None = None
     accuracy: dict[int, float] = field(default_factory=dict)  # epochs -> val top-1 (%)
+    # Rounding (channels to 8, blocks by ceil, resolution to 8 px) maps nearby coefficients to the
+    # same network; `signature` identifies the network, `same_network_as` lists the keys it stands for.
+    signature: str | None = None
+    same_network_as: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -72,12 +78,8 @@ def _count_macs(model: torch.nn.Module, size: tuple[int, int, int]) -> int:
     return counter.get_total_flops() // 2
 
 
-def measure(family: str, scaling: CompoundScaling | None, phi: float, in_chans: int = 3,
-            base_resolution: int | None = None, **model_kwargs) -> tuple[int, int]:
-    """(MACs, params) of `family` scaled by `phi` with `scaling`, counted on the meta device (no compute).
-
-    `base_resolution` replaces the default 224 px by the data's base resolution (e.g. 32 px).
-    """
+def _build(family: str, scaling: CompoundScaling | None, phi: float, in_chans: int,
+           base_resolution: int | None, **model_kwargs) -> tuple[torch.nn.Module, int]:
     kwargs = dict(model_kwargs, in_chans=in_chans, phi=phi)
     if scaling is not None:
         kwargs["coefficients"] = scaling
@@ -86,18 +88,41 @@ def measure(family: str, scaling: CompoundScaling | None, phi: float, in_chans: 
     res = model.pretrained_cfg["input_size"][-1]
     if base_resolution is not None:
         res = round_resolution(base_resolution, model.pretrained_cfg["scaling"]["resolution"])
+    return model, res
+
+
+def network_signature(model: torch.nn.Module, resolution: int) -> str:
+    """A short hash of the input resolution and every parameter's name and shape.
+
+    Two scaled models with equal signatures have the same depth per stage, the same widths and the
+    same input size: the same network, which trains to the same result with the same seed.
+    """
+    text = f"{resolution}|" + ";".join(f"{n}:{tuple(p.shape)}" for n, p in model.named_parameters())
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def measure(family: str, scaling: CompoundScaling | None, phi: float, in_chans: int = 3,
+            base_resolution: int | None = None, **model_kwargs) -> tuple[int, int]:
+    """(MACs, params) of `family` scaled by `phi` with `scaling`, counted on the meta device (no compute).
+
+    `base_resolution` replaces the default 224 px by the data's base resolution (e.g. 32 px).
+    """
+    model, res = _build(family, scaling, phi, in_chans, base_resolution, **model_kwargs)
     return _count_macs(model, (in_chans, res, res)), sum(p.numel() for p in model.parameters())
 
 
 def candidates(family: str, *, step: float = 0.05, target: float = 2.0, tolerance: float = 0.1, in_chans: int = 3,
-               base_resolution: int | None = None, **model_kwargs) -> tuple[list[Candidate], list[Candidate], int]:
-    """Grid candidates with measured MACs: (kept, dropped by measured ratio, baseline MACs)."""
+               base_resolution: int | None = None, points: list[tuple[float, float, float]] | None = None,
+               **model_kwargs) -> tuple[list[Candidate], list[Candidate], int]:
+    """Grid candidates (or the given `points`) with measured MACs: (kept, dropped by measured ratio, baseline MACs)."""
     base_macs, _ = measure(family, None, 0, in_chans, base_resolution, **model_kwargs)
     kept, dropped = [], []
-    for a, b, g in grid(step, target, tolerance):
+    for a, b, g in points if points is not None else grid(step, target, tolerance):
         scaling = CompoundScaling(a, b, g, target=target, tolerance=tolerance)
-        macs, params = measure(family, scaling, 1, in_chans, base_resolution, **model_kwargs)
-        c = Candidate(a, b, g, scaling.flops_ratio, macs / base_macs, macs, params)
+        model, res = _build(family, scaling, 1, in_chans, base_resolution, **model_kwargs)
+        macs = _count_macs(model, (in_chans, res, res))
+        c = Candidate(a, b, g, scaling.flops_ratio, macs / base_macs, macs, sum(p.numel() for p in model.parameters()),
+                      signature=network_signature(model, res))
         (kept if abs(c.measured_ratio / target - 1.0) <= tolerance else dropped).append(c)
     if not kept:
         raise ValueError(
@@ -105,6 +130,63 @@ def candidates(family: str, *, step: float = 0.05, target: float = 2.0, toleranc
             f"(rounding at this resolution); widen --tolerance"
         )
     return kept, dropped, base_macs
+
+
+def merge_same_networks(cands: list[Candidate], target: float = 2.0) -> tuple[list[Candidate], list[Candidate]]:
+    """One candidate per distinct network: (representatives, the others).
+
+    Training two coefficient triples that round to the same network spends the budget twice on
+    one result (and shows it twice in the ranking). The representative is the triple whose formula
+    ratio is closest to the target; the others are listed in its `same_network_as`.
+    """
+    groups: dict[str, list[Candidate]] = {}
+    for c in cands:
+        groups.setdefault(c.signature or c.key, []).append(c)
+    kept, merged = [], []
+    for members in groups.values():
+        members = sorted(members, key=lambda c: (abs(c.formula_ratio - target), c.key))
+        head, rest = members[0], members[1:]
+        head.same_network_as = [c.key for c in rest]
+        kept.append(head)
+        merged.extend(rest)
+    return kept, merged
+
+
+def flops_shares(c: Candidate) -> tuple[float, float, float]:
+    """How the candidate splits its MAC growth: (ln a, 2 ln b, 2 ln g) / ln(a b^2 g^2); sums to 1."""
+    parts = (math.log(c.alpha), 2 * math.log(c.beta), 2 * math.log(c.gamma))
+    total = sum(parts) or 1.0
+    return parts[0] / total, parts[1] / total, parts[2] / total
+
+
+def spread_order(cands: list[Candidate], target: float = 2.0) -> list[Candidate]:
+    """Order candidates so that any prefix covers the grid: the most balanced first, then farthest-point.
+
+    A budget or --max-candidates trains a prefix of this order. Sorting by closeness to the target
+    ratio instead clusters that prefix in one corner (measured: the first 3 of 8 all had beta = 1).
+    Distances are between FLOP shares, i.e. how each candidate spends its 2x between depth, width
+    and resolution; ties go to the measured ratio closest to the target.
+    """
+    if not cands:
+        return []
+
+    def dist(x: Candidate, y: Candidate) -> float:
+        return math.dist(flops_shares(x), flops_shares(y))
+
+    def closeness(c: Candidate) -> float:
+        return abs((c.measured_ratio if c.measured_ratio is not None else c.formula_ratio) - target)
+
+    third = (1 / 3, 1 / 3, 1 / 3)
+    rest = sorted(cands, key=lambda c: (round(math.dist(flops_shares(c), third), 9), closeness(c), c.key))
+    order = [rest.pop(0)]
+    nearest = {c.key: dist(c, order[0]) for c in rest}
+    while rest:
+        nxt = max(rest, key=lambda c: (round(nearest[c.key], 9), -closeness(c)))
+        rest.remove(nxt)
+        order.append(nxt)
+        for c in rest:
+            nearest[c.key] = min(nearest[c.key], dist(c, nxt))
+    return order
 
 
 def mnas_objective(accuracy: float, macs: float, target_macs: float, w: float = -0.07) -> float:
@@ -128,7 +210,8 @@ def successive_halving(cands: list[Candidate], evaluate_fn: Callable[[Candidate,
     alive, epochs, spent = list(cands), min_epochs, 0
     while alive:
         for c in alive:
-            c.accuracy.update(done.get(c.key, {}))
+            for key in [*c.same_network_as, c.key]:  # an identical network's result is this one's
+                c.accuracy.update(done.get(key, {}))
             if epochs in c.accuracy:
                 continue
             if budget_evaluations is not None and spent >= budget_evaluations:
@@ -170,6 +253,7 @@ def candidate_row(c: Candidate, target_macs: float, w: float = -0.07) -> dict:
     row["best_accuracy"] = c.best_accuracy
     row["objective"] = mnas_objective(c.best_accuracy, c.macs, target_macs, w) if c.best_accuracy is not None else None
     row["coefficients_arg"] = f"{c.alpha:g},{c.beta:g},{c.gamma:g}"
+    row["flops_shares"] = [round(x, 3) for x in flops_shares(c)]
     return row
 
 

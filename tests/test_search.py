@@ -1,11 +1,13 @@
 """The alpha/beta/gamma grid search: enumeration, measured-MAC filtering, objective, halving, resume."""
 
 import json
+import math
 
 import pytest
 
 from effzoo import CompoundScaling, create_model
-from effzoo.search import Candidate, candidates, grid, halving_runs, mnas_objective, rank, successive_halving
+from effzoo.search import (Candidate, candidates, flops_shares, grid, halving_runs, merge_same_networks, mnas_objective,
+                           rank, spread_order, successive_halving)
 
 
 def test_grid_respects_the_constraint_and_contains_the_papers_triple():
@@ -81,3 +83,48 @@ def test_rank_prefers_longer_budget_then_accuracy():
     a, b, c = make(3)
     a.accuracy, b.accuracy, c.accuracy = {1: 90.0}, {1: 80.0, 2: 85.0}, {1: 70.0, 2: 88.0}
     assert [x.alpha for x in rank([a, b, c])] == [c.alpha, b.alpha, a.alpha]
+
+
+def test_triples_that_round_to_one_network_are_merged_and_trained_once():
+    # At a 32 px base, gamma 1.1 rounds 35.2 px back to 32 px (multiples of 8): (1.8, 1, 1.1) is the
+    # network (1.8, 1, 1); at a 64 px base 70.4 px rounds to 72 px and the two differ.
+    points = [(1.8, 1.0, 1.0), (1.8, 1.0, 1.1), (1.2, 1.1, 1.15)]
+    kw = dict(tolerance=0.1, in_chans=1, small_input=True, points=points)
+    small, dropped, _ = candidates("mobilenetv2_035", base_resolution=32, **kw)
+    by_key = {c.key: c for c in small + dropped}
+    a, b, paper = by_key["1.8000,1.0000,1.0000"], by_key["1.8000,1.0000,1.1000"], by_key["1.2000,1.1000,1.1500"]
+    assert a.signature == b.signature != paper.signature and a.macs == b.macs
+    kept, merged = merge_same_networks([a, b, paper])
+    # the representative is the triple whose formula ratio is nearest 2: b's 2.178 (a's is 1.8)
+    assert [c.key for c in kept] == [b.key, paper.key] and merged == [a]
+    assert b.same_network_as == [a.key] and paper.same_network_as == []
+    large, dropped, _ = candidates("mobilenetv2_035", base_resolution=64, **kw)
+    sig = {c.key: c.signature for c in large + dropped}
+    assert sig[a.key] != sig[b.key]
+
+
+def test_a_result_of_an_identical_network_is_reused(tmp_path):
+    state = tmp_path / "s.json"
+    state.write_text(json.dumps({"results": {"9.0000,1.1000,1.1000": {"1": 77.0}}}))
+    (c,) = make(1)
+    c.same_network_as = ["9.0000,1.1000,1.1000"]
+    successive_halving([c], lambda *_: pytest.fail("retrained an identical network"), state_path=state)
+    assert c.accuracy == {1: 77.0}
+
+
+def _min_pairwise(cands):
+    return min(math.dist(flops_shares(x), flops_shares(y)) for i, x in enumerate(cands) for y in cands[i + 1:])
+
+
+def test_spread_order_starts_balanced_and_covers_the_grid():
+    cands = [Candidate(a, b, g, a * b * b * g * g, a * b * b * g * g) for a, b, g in grid(step=0.05, tolerance=0.05)]
+    order = spread_order(cands)
+    assert sorted(c.key for c in order) == sorted(c.key for c in cands)
+    shares = [flops_shares(c) for c in cands]
+    assert all(sum(s) == pytest.approx(1.0) for s in shares)
+    balanced = min(math.dist(s, (1 / 3,) * 3) for s in shares)
+    assert math.dist(flops_shares(order[0]), (1 / 3,) * 3) == pytest.approx(balanced)
+    # the first four spread out far more than the four closest to the target ratio (the old order)
+    closest = sorted(cands, key=lambda c: abs(c.measured_ratio - 2))[:4]
+    assert _min_pairwise(order[:4]) > 2 * _min_pairwise(closest)
+    assert {max(range(3), key=flops_shares(c).__getitem__) for c in order[:4]} == {0, 1, 2}

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..search import Candidate, candidate_row, candidates, halving_runs, rank, successive_halving
+from ..search import (Candidate, candidate_row, candidates, halving_runs, merge_same_networks, rank, spread_order,
+                      successive_halving)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -68,12 +69,15 @@ def run(args: argparse.Namespace) -> int:
     kept, dropped, base_macs = candidates(args.model, step=args.grid_step, target=args.target_flops_ratio,
                                           tolerance=args.tolerance, in_chans=dm.in_chans,
                                           base_resolution=base_res, small_input=small_input)
-    kept.sort(key=lambda c: abs(c.measured_ratio - args.target_flops_ratio))
+    within = len(kept)
+    kept, merged = merge_same_networks(kept, args.target_flops_ratio)
+    kept = spread_order(kept, args.target_flops_ratio)  # a budget trains a prefix: make it cover the grid
     if args.max_candidates:
         kept = kept[: args.max_candidates]
-    print(f"{len(kept)} candidates within {args.tolerance:.0%} of {args.target_flops_ratio}x the baseline's "
-          f"{base_macs / 1e6:.1f} MMACs ({len(dropped)} dropped by their measured MACs); at most "
-          f"{halving_runs(len(kept), args.eta)} training runs")
+    print(f"{within} candidates within {args.tolerance:.0%} of {args.target_flops_ratio}x the baseline's "
+          f"{base_macs / 1e6:.1f} MMACs ({len(dropped)} dropped by their measured MACs); {within - len(merged)} distinct "
+          f"networks ({len(merged)} round to the same network as another); training {len(kept)}, at most "
+          f"{halving_runs(len(kept), args.eta)} runs")
     deadline = time.monotonic() + 60 * args.budget_minutes if args.budget_minutes else None
 
     def evaluate(c: Candidate, epochs: int) -> float:
@@ -95,24 +99,26 @@ def run(args: argparse.Namespace) -> int:
     if not ranked:
         raise ValueError(f"--budget-minutes {args.budget_minutes} was too small to train a single candidate; "
                          f"raise it (or use --train-limit / a coarser --grid-step)")
-    report(args, ranked, kept, dropped, base_macs, out)
+    report(args, ranked, kept, dropped, base_macs, out, merged)
     return 0
 
 
 def report(args: argparse.Namespace, ranked: list[Candidate], kept: list[Candidate], dropped: list[Candidate],
-           base_macs: int, out: Path) -> None:
+           base_macs: int, out: Path, merged: list[Candidate] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     target = args.objective_target or args.target_flops_ratio * base_macs
     rows = [candidate_row(c, target, args.objective_w) for c in ranked]
     table = Table(title=f"alpha, beta, gamma for {args.model} on {args.data} (phi = 1)")
-    for col in ("rank", "alpha", "beta", "gamma", "formula", "measured", "MMACs", "params (M)", "epochs", "val top-1", "objective"):
+    for col in ("rank", "alpha", "beta", "gamma", "formula", "measured", "MMACs", "params (M)", "epochs", "val top-1", "objective",
+                "same net"):
         table.add_column(col, justify="right")
     for i, r in enumerate(rows, 1):
         table.add_row(str(i), f"{r['alpha']:g}", f"{r['beta']:g}", f"{r['gamma']:g}", f"{r['formula_ratio']:.3f}",
                       f"{r['measured_ratio']:.3f}", f"{r['macs'] / 1e6:.1f}", f"{r['params'] / 1e6:.2f}",
-                      max(r["accuracy"], key=int), f"{r['best_accuracy']:.2f}", f"{r['objective']:.2f}")
+                      max(r["accuracy"], key=int), f"{r['best_accuracy']:.2f}", f"{r['objective']:.2f}",
+                      str(len(r["same_network_as"])))
     console = Console(width=max(120, Console().width))
     console.print(table)
     best = rows[0]
@@ -120,6 +126,7 @@ def report(args: argparse.Namespace, ranked: list[Candidate], kept: list[Candida
     result = {"model": args.model, "data": args.data, "baseline_macs": base_macs, "objective_target": target,
               "winner": best, "ranked": rows,
               "untrained": [candidate_row(c, target) for c in kept if not c.accuracy],
+              "same_network_as_another": [candidate_row(c, target) for c in merged or []],
               "dropped_by_measured_macs": [candidate_row(c, target) for c in dropped]}
     (out / "ranking.json").write_text(json.dumps(result, indent=2))
     if args.json:
