@@ -1,6 +1,7 @@
 """FixRes at small scale: Fashion-MNIST trained at a low resolution with RandomResizedCrop, then
 (a) tested at the train resolution, (b) at the best higher resolution chosen on validation data,
-(c) after BN recalibration there, (d) after `effzoo fixres-finetune`. Test top-1 of each, per seed.
+(c) after BN recalibration there, (d) after `effzoo fixres-finetune`, (e) after the temperature it fits
+on validation data. Test top-1, loss and expected calibration error of each, per seed.
 
     python benchmarks/fixres_fashion_mnist.py [--seeds 0 1 2] [--epochs 4] [--train-limit 20000]
         [--model efficientnet --phi -3] [--output runs/bench-fixres]
@@ -38,7 +39,7 @@ def main() -> None:
     p.add_argument("--output", default="runs/bench-fixres")
     args = p.parse_args()
 
-    arms = ("a_train_resolution", "b_chosen_resolution", "c_bn_recalibrated", "d_finetuned")
+    arms = ("a_train_resolution", "b_chosen_resolution", "c_bn_recalibrated", "d_finetuned", "e_temperature_scaled")
     results = []
     for seed in args.seeds:
         run = Path(args.output) / f"seed{seed}"
@@ -57,7 +58,9 @@ def main() -> None:
         report = fixres_stage(run / "train", "fashion-mnist", run / "fixres", sweep=args.sweep, seed=seed,
                               epochs=args.finetune_epochs, data_dir=args.data_dir)
         row = {"seed": seed, "train_seconds": round(trained), "train_res": report["train_resolution"],
-               "test_res": report["test_resolution"], **{a: report["test"][a]["top1"] for a in arms}}
+               "test_res": report["test_resolution"], "temperature": report["calibration"]["temperature"],
+               **{a: report["test"][a]["top1"] for a in arms},
+               **{f"{a}_{k}": report["test"][a][k] for a in arms for k in ("loss", "ece")}}
         results.append(row)
         print(json.dumps(row))
     print(f"\n{args.model} phi={args.phi}, {args.epochs} epochs on {args.train_limit} training images, "
@@ -65,7 +68,8 @@ def main() -> None:
     for arm in arms:
         values = [r[arm] for r in results]
         spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
-        print(f"  {arm:22s} {statistics.mean(values):6.2f}{spread}   {values}")
+        loss, ece = (statistics.mean(r[f"{arm}_{k}"] for r in results) for k in ("loss", "ece"))
+        print(f"  {arm:22s} {statistics.mean(values):6.2f}{spread}   {values}   loss {loss:.3f}  ECE {ece:.3f}")
     gains = [r["d_finetuned"] - r["a_train_resolution"] for r in results]
     print(f"  (d) - (a) = {statistics.mean(gains):+.2f} points   per seed {[round(g, 2) for g in gains]}")
     Path(args.output).mkdir(parents=True, exist_ok=True)

@@ -138,11 +138,15 @@ def test_fixres_stages_and_sweep_are_reported():
     fixres = {"sweep_before": [{"resolution": 16, "top1": 87.0}, {"resolution": 20, "top1": 85.5}],
               "sweep_after": [{"resolution": 16, "top1": 86.0}, {"resolution": 20, "top1": 89.5}]}
     text = render_model_card(meta, CardContext(fixres=fixres))
-    assert "| finetuned | 20 | 90.00% |" in text and "| 20 | 85.50% | 89.50% |" in text
+    assert "| finetuned | 20 | 90.00% | n/a | n/a |" in text and "| 20 | 85.50% | 89.50% |" in text
     assert "FixRes" in text and "arXiv:1906.06423" in text
     assert headings(split_card(text)[1]) == list(SECTIONS) and "FixRes did not help" not in text
     meta["fixres"]["test"]["d_finetuned"]["top1"] = 80.0  # a FixRes stage that lost accuracy is called out
     assert "FixRes did not help this model: 80.00%" in render_model_card(meta, CardContext(fixres=fixres))
+    meta["fixres"]["test"]["e_temperature_scaled"] = {"resolution": 20, "top1": 80.0, "loss": 0.41, "ece": 0.031}
+    meta["fixres"]["calibration"] = {"temperature": 0.612, "fitted_on": "val"}
+    text = render_model_card(meta, CardContext(fixres=fixres))
+    assert "| temperature scaled | 20 | 80.00% | 0.4100 | 0.0310 |" in text and "temperature of 0.612" in text
 
 
 def test_datasheets_ship_with_every_gebru_section_and_accurate_facts():

@@ -49,7 +49,11 @@ def test_fixres_finetune_writes_a_new_model_with_its_test_resolution(trained, tm
     assert [r["resolution"] for r in report["sweep_before"]] == [16, 20, 24] == [r["resolution"] for r in report["sweep_after"]]
     chosen = report["test_resolution"]
     assert chosen == max(report["sweep_before"], key=lambda r: (r["top1"], -r["resolution"]))["resolution"]
-    assert set(report["test"]) == {"a_train_resolution", "b_chosen_resolution", "c_bn_recalibrated", "d_finetuned"}
+    assert set(report["test"]) == {"a_train_resolution", "b_chosen_resolution", "c_bn_recalibrated", "d_finetuned",
+                                   "e_temperature_scaled"}
+    # the temperature (fitted on val) keeps every prediction: same top-1 as the fine-tuned model, NLL no worse on val
+    assert report["test"]["e_temperature_scaled"]["top1"] == report["test"]["d_finetuned"]["top1"]
+    assert report["calibration"]["temperature"] > 0
     model = load_checkpoint(out)
     assert model.pretrained_cfg["test_input_size"][-1] == chosen and model.pretrained_cfg["input_size"][-1] == 16
     meta = json.loads((out / "model.json").read_text())

@@ -6,7 +6,8 @@ import torch
 import effzoo
 from effzoo.data import create_datamodule
 from effzoo.evaluation.evaluate import best_resolution, classification_metrics, parse_resolutions, resolution_sweep
-from effzoo.training.fixres import fixres_finetune, last_batchnorm, recalibrate_bn
+from effzoo.training.fixres import (fit_temperature, fixres_finetune, fold_temperature, last_batchnorm,
+                                   recalibrate_bn)
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +106,29 @@ def test_finetune_all_and_bad_adapt(data):
     assert not torch.equal(before["conv_stem.weight"], model.conv_stem.weight)
     with pytest.raises(ValueError, match="unknown adapt"):
         fixres_finetune(model, [], adapt="everything")
+
+
+def test_fit_temperature_recovers_the_temperature_that_generated_the_labels():
+    torch.manual_seed(0)
+    true_logits = 3 * torch.randn(4000, 5)
+    targets = torch.distributions.Categorical(logits=true_logits).sample()
+    # a model whose logits are 2.5x too small (under-confident) needs T = 1/2.5
+    assert fit_temperature(true_logits / 2.5, targets) == pytest.approx(0.4, rel=0.08)
+    assert fit_temperature(true_logits, targets) == pytest.approx(1.0, rel=0.08)
+    with pytest.raises(ValueError, match="logits"):
+        fit_temperature(torch.zeros(3), targets[:3])
+
+
+def test_folding_a_temperature_keeps_predictions_and_scales_logits(data):
+    model = tiny_model()
+    x = next(iter(data.eval_dataloader("val", 16)))[0]
+    with torch.no_grad():
+        before = model(x)
+        after = fold_temperature(model, 0.5)(x)
+    torch.testing.assert_close(after, before / 0.5, rtol=1e-5, atol=1e-5)
+    assert torch.equal(after.argmax(1), before.argmax(1))
+    with pytest.raises(ValueError, match="temperature"):
+        fold_temperature(model, 0.0)
+    model.reset_classifier(0)
+    with pytest.raises(ValueError, match="linear classifier"):
+        fold_temperature(model, 2.0)

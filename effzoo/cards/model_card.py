@@ -190,9 +190,13 @@ def _quantitative(meta: Mapping[str, Any], ctx: CardContext) -> list[str]:
                      f"{_pct(m.get(f'{key}_top5'))} | {m.get(f'{key}_loss', float('nan')):.4f} |")
     fix = meta.get("fixres")
     if fix and fix.get("test"):
-        lines += ["", "FixRes stages (test split):", "", "| stage | resolution | top-1 |", "|---|---|---|"]
+        lines += ["", "FixRes stages (test split):", "", "| stage | resolution | top-1 | loss | ECE |", "|---|---|---|---|---|"]
         for stage, row in fix["test"].items():
-            lines.append(f"| {stage.split('_', 1)[-1].replace('_', ' ')} | {row.get('resolution')} | {row.get('top1', 0):.2f}% |")
+            lines.append(f"| {stage.split('_', 1)[-1].replace('_', ' ')} | {row.get('resolution')} | {row.get('top1', 0):.2f}% | "
+                         f"{_number(row.get('loss'))} | {_number(row.get('ece'))} |")
+        if fix.get("calibration"):
+            lines += ["", f"The last stage divides the classifier by a temperature of {fix['calibration']['temperature']:.3f} "
+                          "fitted on the validation split (Guo et al. 2017): the same predictions, calibrated probabilities."]
     if ctx.fixres and ctx.fixres.get("sweep_before"):
         after = {r["resolution"]: r for r in ctx.fixres.get("sweep_after", [])}
         lines += ["", "FixRes sweep on validation (fixres.json):", "", "| resolution | top-1 before | top-1 after |",
@@ -233,11 +237,16 @@ def _tasks(meta: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "n/a"
+
+
 def _measured_caveats(meta: Mapping[str, Any], ctx: CardContext) -> list[str]:
     """Warnings the measurements call for: a FixRes stage that lost accuracy, a steep resolution sensitivity."""
     out = []
     stages = (meta.get("fixres") or {}).get("test") or {}
-    base, final = stages.get("a_train_resolution"), stages.get("d_finetuned") or stages.get("c_bn_recalibrated")
+    base = stages.get("a_train_resolution")
+    final = stages.get("e_temperature_scaled") or stages.get("d_finetuned") or stages.get("c_bn_recalibrated")
     if base and final and final["top1"] < base["top1"]:
         out.append(f"- FixRes did not help this model: {final['top1']:.2f}% test top-1 at {final['resolution']} px after "
                    f"adaptation, against {base['top1']:.2f}% for the model it started from at {base['resolution']} px. "

@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="what fine-tuning changes (default: classifier + last BN statistics, the rest frozen)")
     p.add_argument("--bn-affine", action="store_true", help="also train the last BN's scale and shift")
     p.add_argument("--recalibrate-only", action="store_true", help="only re-estimate the last BN's statistics (no gradient steps)")
+    p.add_argument("--no-calibrate", dest="calibrate", action="store_false",
+                   help="skip the temperature fitted on the validation split and folded into the classifier "
+                        "(it keeps every prediction and repairs the loss and calibration that BN re-estimation upsets)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=64)
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     report = fixres_stage(args.checkpoint, args.data, args.output, test_res=args.test_res, sweep=args.sweep,
                           adapt=args.adapt, epochs=args.epochs, lr=args.lr, bn_affine=args.bn_affine,
                           recalibrate_only=args.recalibrate_only, batch_size=args.batch_size, data_dir=args.data_dir,
-                          num_workers=args.num_workers, seed=args.seed)
+                          num_workers=args.num_workers, seed=args.seed, calibrate=args.calibrate)
     console = Console(width=max(100, Console().width))
     sweep = Table(title=f"validation top-1 by test resolution (train {report['train_resolution']} px)")
     for col in ("resolution", "before", "after"):
@@ -48,11 +51,13 @@ def run(args: argparse.Namespace) -> int:
         sweep.add_row(f"{b['resolution']}{mark}", f"{b['top1']:.2f}", f"{a['top1']:.2f}")
     console.print(sweep)
     test = Table(title="test split (reported, never used for selection)")
-    for col in ("arm", "resolution", "top-1", "loss"):
+    for col in ("arm", "resolution", "top-1", "loss", "ECE"):
         test.add_column(col, justify="right")
     for arm, row in report["test"].items():
-        test.add_row(arm, str(row["resolution"]), f"{row['top1']:.2f}", f"{row['loss']:.4f}")
+        test.add_row(arm, str(row["resolution"]), f"{row['top1']:.2f}", f"{row['loss']:.4f}", f"{row.get('ece', float('nan')):.4f}")
     console.print(test)
+    if "calibration" in report:
+        console.print(f"temperature {report['calibration']['temperature']:.3f} (fitted on val) folded into the classifier")
     console.print(f"wrote {args.output} (model.safetensors, model.json with test_input_size {report['test_resolution']}, "
                   f"model_card.md, fixres.json)")
     if args.json:

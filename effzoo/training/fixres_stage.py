@@ -16,9 +16,9 @@ import torch
 
 from ..cards import write_model_card
 from ..checkpoints import MODEL_META, atomic_write, load_checkpoint, save_model
-from ..evaluation.evaluate import (best_resolution, datamodule_for, evaluate_loader, parse_resolutions,
+from ..evaluation.evaluate import (best_resolution, datamodule_for, evaluate_loader, parse_resolutions, predict,
                                    resolution_sweep)
-from .fixres import fixres_finetune, recalibrate_bn
+from .fixres import fit_temperature, fixres_finetune, fold_temperature, recalibrate_bn
 
 SWEEP_FACTORS = (1.0, 1.15, 1.3, 1.5, 1.75, 2.0)  # FixRes: the no-fine-tune optimum sits near 1.15-1.3x
 
@@ -46,8 +46,13 @@ def _source_meta(checkpoint: Path, model: torch.nn.Module) -> dict[str, Any]:
 def fixres_stage(checkpoint: str | Path, data: str, output: str | Path, *, test_res: int | None = None,
                  sweep: str | Sequence[int] | None = None, adapt: str = "classifier+bn", epochs: int = 2,
                  lr: float = 1e-3, bn_affine: bool = False, recalibrate_only: bool = False, batch_size: int = 64,
-                 data_dir: str | None = None, num_workers: int | None = None, seed: int = 0) -> dict[str, Any]:
-    """Choose the test resolution on validation data, adapt the model to it, and write a new output folder."""
+                 data_dir: str | None = None, num_workers: int | None = None, seed: int = 0,
+                 calibrate: bool = True) -> dict[str, Any]:
+    """Choose the test resolution on validation data, adapt the model to it, and write a new output folder.
+
+    With `calibrate`, a temperature fitted on the validation split at the chosen resolution is
+    folded into the classifier last (test arm e): same predictions, calibrated probabilities.
+    """
     checkpoint, output = Path(checkpoint), Path(output)
     src_folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
     if output.resolve() == src_folder.resolve():
@@ -84,6 +89,12 @@ def fixres_stage(checkpoint: str | Path, data: str, output: str | Path, *, test_
         report["finetune"] = fixres_finetune(model, loader, adapt=adapt, epochs=epochs, lr=lr, bn_affine=bn_affine,
                                              progress=True)
         report["test"]["d_finetuned"] = test_at(model, chosen)
+    if calibrate:
+        logits, targets, _ = predict(model, dm.eval_dataloader("val", chosen))
+        temperature = fit_temperature(logits, targets)
+        fold_temperature(model, temperature)
+        report["calibration"] = {"temperature": temperature, "fitted_on": "val", "resolution": chosen}
+        report["test"]["e_temperature_scaled"] = test_at(model, chosen)
     report["sweep_after"] = [_summary(r) for r in resolution_sweep(model, dm, resolutions, split="val")]
     _export(output, model, meta, report, chosen)
     return report
@@ -92,7 +103,7 @@ def fixres_stage(checkpoint: str | Path, data: str, output: str | Path, *, test_
 def _export(output: Path, model: torch.nn.Module, meta: dict[str, Any], report: dict[str, Any], chosen: int) -> None:
     cfg = model.pretrained_cfg
     cfg["test_input_size"] = (cfg["input_size"][0], chosen, chosen)
-    final = report["test"].get("d_finetuned") or report["test"]["c_bn_recalibrated"]
+    final = next(report["test"][k] for k in ("e_temperature_scaled", "d_finetuned", "c_bn_recalibrated") if k in report["test"])
     val_after = next(r for r in report["sweep_after"] if r["resolution"] == chosen)
     meta = dict(meta, pretrained_cfg=cfg, test_resolution=chosen, name=f"{meta.get('name', cfg['model_name'])}-fixres{chosen}")
     metrics = dict(meta.get("metrics", {}))
@@ -105,6 +116,8 @@ def _export(output: Path, model: torch.nn.Module, meta: dict[str, Any], report: 
     meta["metrics"] = metrics
     meta["fixres"] = {k: report[k] for k in ("train_resolution", "test_resolution", "chosen_on", "adapt", "epochs", "lr", "seed")}
     meta["fixres"]["test"] = report["test"]
+    if "calibration" in report:
+        meta["fixres"]["calibration"] = report["calibration"]
     save_model(output, model, meta)
     text = json.dumps(report, indent=2) + "\n"
     atomic_write(output / "fixres.json", lambda tmp: Path(tmp).write_text(text))
