@@ -94,6 +94,10 @@ def test_search_ranks_resumes_and_hands_off_to_train(tmp_path, capsys):
     result = json.loads((tmp_path / "s.json").read_text())
     winner = result["winner"]
     assert max(winner["accuracy"], key=int) == "2"
+    # the ranking's params and MACs are those of the network that was trained (the data's classes, its resolution)
+    trained = json.loads((out / "runs" / f"a{winner['alpha']:g}_b{winner['beta']:g}_g{winner['gamma']:g}_e2" /
+                          "model.json").read_text())
+    assert (winner["params"], winner["macs"]) == (trained["params"], trained["macs"])
     cfg = from_dict({**TINY, "phi": 2, "coefficients": winner["coefficients_arg"]})
     assert cfg.coefficients == [winner["alpha"], winner["beta"], winner["gamma"]]
     assert "--coefficients " + winner["coefficients_arg"] in capsys.readouterr().out

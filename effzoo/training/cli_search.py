@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     small_input = probe_cfg.small_input if probe_cfg.small_input is not None else auto_small_input(base_res)
     kept, dropped, base_macs = candidates(args.model, step=args.grid_step, target=args.target_flops_ratio,
                                           tolerance=args.tolerance, in_chans=dm.in_chans,
-                                          base_resolution=base_res, small_input=small_input)
+                                          base_resolution=base_res, small_input=small_input,
+                                          num_classes=dm.num_classes)  # the data's head, not ImageNet's 1000
     within = len(kept)
     kept, merged = merge_same_networks(kept, args.target_flops_ratio)
     kept = spread_order(kept, args.target_flops_ratio)  # a budget trains a prefix: make it cover the grid
