@@ -91,6 +91,10 @@ def test_search_ranks_resumes_and_hands_off_to_train(tmp_path, capsys):
     runs = sorted(p.name for p in (out / "runs").iterdir())
     assert main(args) == 0  # resumed: nothing retrained
     assert sorted(p.name for p in (out / "runs").iterdir()) == runs
+    wider = [a if a != "2" else "3" for a in args]  # --max-candidates 3: one more candidate, but a zero budget
+    assert main([*wider, "--budget-minutes", "0"]) == 0  # ranks what is saved, trains nothing
+    assert sorted(p.name for p in (out / "runs").iterdir()) == runs
+    assert len(json.loads((tmp_path / "s.json").read_text())["untrained"]) == 1
     result = json.loads((tmp_path / "s.json").read_text())
     winner = result["winner"]
     assert max(winner["accuracy"], key=int) == "2"
@@ -107,3 +111,9 @@ def test_search_with_an_empty_grid_says_how_to_widen_it(tmp_path, capsys):
     assert main(["search", "--model", "mobilenetv2_035", "--data", "synthetic", "--grid-step", "0.3",
                  "--tolerance", "0.001", "--output", str(tmp_path)]) == 2
     assert "--grid-step" in capsys.readouterr().err
+
+
+def test_search_with_a_negative_budget_says_what_zero_means(tmp_path, capsys):
+    assert main(["search", "--model", "mobilenetv2_035", "--data", "synthetic", "--budget-minutes", "-1",
+                 "--output", str(tmp_path)]) == 2
+    assert "--budget-minutes must be >= 0" in capsys.readouterr().err

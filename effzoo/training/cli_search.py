@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=1, help="epochs of the first halving round")
     p.add_argument("--eta", type=int, default=2, help="successive halving: keep 1/eta, train eta x longer")
     p.add_argument("--max-candidates", type=int, help="train only the N candidates whose measured ratio is closest to the target")
-    p.add_argument("--budget-minutes", type=float, help="stop starting new runs after this long")
+    p.add_argument("--budget-minutes", type=float, help="stop starting new runs after this long; 0 trains nothing "
+                                                          "and ranks the runs an earlier search saved in --output")
     p.add_argument("--objective-target", type=float, help="T of the MnasNet objective in MACs (default: 2x the baseline)")
     p.add_argument("--objective-w", type=float, default=-0.07)
     p.add_argument("--batch-size", type=int)
@@ -57,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     from .config import from_dict
     from .run import auto_small_input, run_training
 
+    if args.budget_minutes is not None and not args.budget_minutes >= 0:
+        raise ValueError(f"--budget-minutes must be >= 0 (0: rank what is saved, train nothing), got {args.budget_minutes}")
     if args.tolerance > 0.1:
         raise ValueError("--tolerance above 0.1 finds coefficients that `effzoo train --coefficients` rejects (it "
                          "accepts alpha*beta^2*gamma^2 within 10% of 2); use 0.1 or less")
@@ -79,10 +82,10 @@ def run(args: argparse.Namespace) -> int:
           f"{base_macs / 1e6:.1f} MMACs ({len(dropped)} dropped by their measured MACs); {within - len(merged)} distinct "
           f"networks ({len(merged)} round to the same network as another); training {len(kept)}, at most "
           f"{halving_runs(len(kept), args.eta)} runs")
-    deadline = time.monotonic() + 60 * args.budget_minutes if args.budget_minutes else None
+    deadline = time.monotonic() + 60 * args.budget_minutes if args.budget_minutes is not None else None
 
     def evaluate(c: Candidate, epochs: int) -> float:
-        if deadline is not None and time.monotonic() > deadline:
+        if deadline is not None and (args.budget_minutes == 0 or time.monotonic() > deadline):
             raise TimeoutError
         run_dir = out / "runs" / f"a{c.alpha:g}_b{c.beta:g}_g{c.gamma:g}_e{epochs}"
         cfg = {**base, "coefficients": [c.alpha, c.beta, c.gamma], "epochs": epochs, "output": str(run_dir),
