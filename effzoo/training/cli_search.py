@@ -30,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-flops-ratio", type=float, default=2.0, help="MAC growth of phi = 1 over the baseline")
     p.add_argument("--epochs", type=int, default=1, help="epochs of the first halving round")
     p.add_argument("--eta", type=int, default=2, help="successive halving: keep 1/eta, train eta x longer")
-    p.add_argument("--max-candidates", type=int, help="train only the N candidates whose measured ratio is closest to the target")
+    p.add_argument("--max-candidates", type=int, help="train only the first N distinct networks: the most balanced, then "
+                                                                 "those farthest from the ones already chosen")
     p.add_argument("--budget-minutes", type=float, help="stop starting new runs after this long; 0 trains nothing "
                                                           "and ranks the runs an earlier search saved in --output")
     p.add_argument("--objective-target", type=float, help="T of the MnasNet objective in MACs (default: 2x the baseline)")
