@@ -101,14 +101,20 @@ def network_signature(model: torch.nn.Module, resolution: int) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
+def _measure_network(family: str, scaling: CompoundScaling | None, phi: float, in_chans: int,
+                     base_resolution: int | None, **model_kwargs) -> tuple[int, int, str]:
+    model, res = _build(family, scaling, phi, in_chans, base_resolution, **model_kwargs)
+    params = sum(p.numel() for p in model.parameters())
+    return _count_macs(model, (in_chans, res, res)), params, network_signature(model, res)
+
+
 def measure(family: str, scaling: CompoundScaling | None, phi: float, in_chans: int = 3,
             base_resolution: int | None = None, **model_kwargs) -> tuple[int, int]:
     """(MACs, params) of `family` scaled by `phi` with `scaling`, counted on the meta device (no compute).
 
     `base_resolution` replaces the default 224 px by the data's base resolution (e.g. 32 px).
     """
-    model, res = _build(family, scaling, phi, in_chans, base_resolution, **model_kwargs)
-    return _count_macs(model, (in_chans, res, res)), sum(p.numel() for p in model.parameters())
+    return _measure_network(family, scaling, phi, in_chans, base_resolution, **model_kwargs)[:2]
 
 
 def candidates(family: str, *, step: float = 0.05, target: float = 2.0, tolerance: float = 0.1, in_chans: int = 3,
@@ -119,10 +125,8 @@ def candidates(family: str, *, step: float = 0.05, target: float = 2.0, toleranc
     kept, dropped = [], []
     for a, b, g in points if points is not None else grid(step, target, tolerance):
         scaling = CompoundScaling(a, b, g, target=target, tolerance=tolerance)
-        model, res = _build(family, scaling, 1, in_chans, base_resolution, **model_kwargs)
-        macs = _count_macs(model, (in_chans, res, res))
-        c = Candidate(a, b, g, scaling.flops_ratio, macs / base_macs, macs, sum(p.numel() for p in model.parameters()),
-                      signature=network_signature(model, res))
+        macs, params, signature = _measure_network(family, scaling, 1, in_chans, base_resolution, **model_kwargs)
+        c = Candidate(a, b, g, scaling.flops_ratio, macs / base_macs, macs, params, signature=signature)
         (kept if abs(c.measured_ratio / target - 1.0) <= tolerance else dropped).append(c)
     if not kept:
         raise ValueError(

@@ -237,6 +237,14 @@ def _tasks(meta: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+FIXRES_FINAL_STAGES = ("e_temperature_scaled", "d_finetuned", "c_bn_recalibrated")  # latest first
+
+
+def final_fixres_stage(stages: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The test row of the last FixRes stage that ran: the model that was exported."""
+    return next((stages[k] for k in FIXRES_FINAL_STAGES if k in stages), None)
+
+
 def _number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else "n/a"
 
@@ -246,7 +254,7 @@ def _measured_caveats(meta: Mapping[str, Any], ctx: CardContext) -> list[str]:
     out = []
     stages = (meta.get("fixres") or {}).get("test") or {}
     base = stages.get("a_train_resolution")
-    final = stages.get("e_temperature_scaled") or stages.get("d_finetuned") or stages.get("c_bn_recalibrated")
+    final = final_fixres_stage(stages)
     if base and final and final["top1"] < base["top1"]:
         out.append(f"- FixRes did not help this model: {final['top1']:.2f}% test top-1 at {final['resolution']} px after "
                    f"adaptation, against {base['top1']:.2f}% for the model it started from at {base['resolution']} px. "

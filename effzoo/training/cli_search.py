@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + 60 * args.budget_minutes if args.budget_minutes is not None else None
 
     def evaluate(c: Candidate, epochs: int) -> float:
-        if deadline is not None and (args.budget_minutes == 0 or time.monotonic() > deadline):
+        if deadline is not None and time.monotonic() >= deadline:  # a zero budget has passed already
             raise TimeoutError
         run_dir = out / "runs" / f"a{c.alpha:g}_b{c.beta:g}_g{c.gamma:g}_e{epochs}"
         cfg = {**base, "coefficients": [c.alpha, c.beta, c.gamma], "epochs": epochs, "output": str(run_dir),
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace, ranked: list[Candidate], kept: list[Candidate], dropped: list[Candidate],
-           base_macs: int, out: Path, merged: list[Candidate] | None = None) -> None:
+           base_macs: int, out: Path, merged: list[Candidate]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -131,7 +131,7 @@ def report(args: argparse.Namespace, ranked: list[Candidate], kept: list[Candida
     result = {"model": args.model, "data": args.data, "baseline_macs": base_macs, "objective_target": target,
               "winner": best, "ranked": rows,
               "untrained": [candidate_row(c, target) for c in kept if not c.accuracy],
-              "same_network_as_another": [candidate_row(c, target) for c in merged or []],
+              "same_network_as_another": [candidate_row(c, target) for c in merged],
               "dropped_by_measured_macs": [candidate_row(c, target) for c in dropped]}
     (out / "ranking.json").write_text(json.dumps(result, indent=2))
     if args.json:

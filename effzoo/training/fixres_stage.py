@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import torch
 
 from ..cards import write_model_card
+from ..cards.model_card import final_fixres_stage
 from ..checkpoints import MODEL_META, atomic_write, load_checkpoint, save_model
 from ..evaluation.evaluate import (best_resolution, datamodule_for, evaluate_loader, parse_resolutions, predict,
                                    resolution_sweep)
@@ -103,7 +104,7 @@ def fixres_stage(checkpoint: str | Path, data: str, output: str | Path, *, test_
 def _export(output: Path, model: torch.nn.Module, meta: dict[str, Any], report: dict[str, Any], chosen: int) -> None:
     cfg = model.pretrained_cfg
     cfg["test_input_size"] = (cfg["input_size"][0], chosen, chosen)
-    final = next(report["test"][k] for k in ("e_temperature_scaled", "d_finetuned", "c_bn_recalibrated") if k in report["test"])
+    final = final_fixres_stage(report["test"])
     val_after = next(r for r in report["sweep_after"] if r["resolution"] == chosen)
     meta = dict(meta, pretrained_cfg=cfg, test_resolution=chosen, name=f"{meta.get('name', cfg['model_name'])}-fixres{chosen}")
     metrics = dict(meta.get("metrics", {}))
