@@ -1,7 +1,8 @@
 """Inference images/s of effzoo's optimized EfficientNet-B0 against timm's default eager model, on this machine.
 
     python benchmarks/inference.py [--model efficientnet_b0] [--res 224] [--batch-size 16]
-                                   [--iters 5] [--repeats 5] [--threads N] [--no-compile] [--json FILE]
+                                   [--iters 5] [--repeats 5] [--threads N] [--no-compile] [--no-onnxruntime]
+                                   [--json FILE]
 
 Contestants, all in one process with interleaved rounds (a shared machine's slow phases hit all
 of them), under torch.inference_mode():
@@ -12,6 +13,9 @@ of them), under torch.inference_mode():
 * effzoo optimized: `optimize_for_inference(m)` (BN folded + channels_last)
 * effzoo optimized + compile: the same through `torch.compile` (inductor); its compile time,
   the first call, is printed separately
+* effzoo ONNX Runtime: the optimized model exported to ONNX (`effzoo export --format onnx`: BN
+  folded, checked against eager) and run by ONNX Runtime on the CPU with the same thread count
+  (`effzoo.export.OnnxRuntimeModel`; NCHW input, the layout ONNX files take)
 
 images/s = batch / median per-batch latency; the ratio is against timm eager in the same run.
 Issue #6's target: >= 3x timm eager at 224 px, batch 16, EfficientNet-B0.
@@ -23,13 +27,17 @@ import argparse
 import copy
 import json
 import os
+import tempfile
 import time
+from pathlib import Path
+from typing import Callable
 
 import timm
 import torch
 
 import effzoo
 from effzoo.evaluation.benchmark import interleaved_timings, latency_stats
+from effzoo.export import OnnxRuntimeModel, export_model
 
 
 def main() -> None:
@@ -40,6 +48,7 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=5, help="batches per contestant per round")
     p.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile contestant")
+    p.add_argument("--no-onnxruntime", action="store_true", help="skip the ONNX Runtime contestant")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: torch's). On a CPU shared with other jobs, 1 thread avoids OpenMP "
                         "barrier stalls that can slow 2-thread runs 3x")
@@ -56,7 +65,7 @@ def main() -> None:
     ref = timm.create_model(args.model).eval()
     ours.load_state_dict(ref.state_dict())  # same weights; speed does not depend on them, but outputs can be compared
 
-    contestants: dict[str, tuple[torch.nn.Module, torch.Tensor]] = {
+    contestants: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]] = {
         "timm eager (NCHW)": (ref, x),
         "effzoo eager (NCHW)": (ours, x),
         "effzoo channels_last": (copy.deepcopy(ours).to(memory_format=torch.channels_last), x_cl),
@@ -71,6 +80,15 @@ def main() -> None:
         compile_s = time.perf_counter() - start
         print(f"torch.compile first call (compilation): {compile_s:.1f} s")
         contestants["effzoo optimized + compile"] = (compiled, x_cl)
+
+    onnx_dir = None
+    if not args.no_onnxruntime:
+        onnx_dir = tempfile.TemporaryDirectory(prefix="effzoo-inference-")
+        path = Path(onnx_dir.name) / "model.onnx"
+        start = time.perf_counter()
+        export_model(ours, "onnx", path, size)  # raises if the file disagrees with eager by > 1e-4 relative
+        print(f"ONNX export + check: {time.perf_counter() - start:.1f} s")
+        contestants["effzoo ONNX Runtime"] = (OnnxRuntimeModel(path), x)
 
     with torch.inference_mode():
         want = ref(x)
@@ -91,6 +109,8 @@ def main() -> None:
         ratio = s["images_per_s"] / base
         rows.append({"contestant": label, "ratio_vs_timm_eager": ratio, **s})
         print(f"{label:28s} {s['images_per_s']:9.1f} {s['latency_ms']['p50']:8.1f} {s['latency_ms']['p90']:8.1f} {ratio:7.2f}x")
+    if onnx_dir is not None:
+        onnx_dir.cleanup()
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "resolution": args.res, "batch_size": args.batch_size,

@@ -1,10 +1,13 @@
 """Training images/s of effzoo's training step next to timm's same architecture in a plain eager loop.
 
     python benchmarks/train_throughput.py [--model efficientnet_b0] [--res 224] [--batch-size 16] [--threads 2] [--compile]
+                                          [--precision 32-true|bf16-mixed]
 
 One process, interleaved rounds (the machine is shared: compare the ratio, not the absolute
 numbers). effzoo's step is what `effzoo train` runs: channels_last weights and inputs; timm's is
 `timm.create_model(name)` in NCHW with the same batch, loss and SGD step. Issue #3's target: >= 2x.
+`--precision bf16-mixed` runs our step as `effzoo train --precision bf16-mixed` does (bfloat16
+autocast; fast on CPUs with AMX/AVX512-BF16); timm's baseline stays float32, its default.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int)
     p.add_argument("--compile", action="store_true", help="compile our model, as `effzoo train --compile` does")
+    p.add_argument("--precision", choices=("32-true", "bf16-mixed"), default="32-true")
     p.add_argument("--json")
     args = p.parse_args()
     result = benchmark(args.model, res=args.res, batch_size=args.batch_size, bench="train", iters=args.iters, compile=args.compile,
+                       precision=args.precision,
                        repeats=args.repeats, threads=args.threads, log=print)
     ours, ref = result["effzoo"]["train"], result["timm"]["train"]
-    print(f"{args.model} @ {args.res} px, batch {args.batch_size}: effzoo {ours['images_per_s']:.1f} img/s, "
+    print(f"{args.model} @ {args.res} px, batch {args.batch_size}, {args.precision}: effzoo {ours['images_per_s']:.1f} img/s, "
           f"timm eager {ref['images_per_s']:.1f} img/s, ratio {result['speedup']['train']:.2f}x (target >= 2x)")
     if args.json:
         with open(args.json, "w") as f:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import time
 import warnings
@@ -97,16 +98,13 @@ def check_export(model: nn.Module, path: str | Path, fmt: str, input_size: Seque
     x = torch.randn(batch_size, *input_size, generator=torch.Generator().manual_seed(1)).to(param.device, param.dtype)
     want = ref_model(x).float().cpu()
     if fmt == "onnx":
-        try:
-            import onnxruntime as ort
-        except ImportError:
+        if importlib.util.find_spec("onnxruntime") is None:
             warnings.warn("onnxruntime is not installed: the ONNX file was written but not checked "
                           "(pip install onnxruntime)", stacklevel=2)
             return {"checked_with": None}
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        got = torch.from_numpy(session.run(None, {name: x.cpu().numpy()})[0]).float()
-        runtime = f"onnxruntime {ort.__version__}"
+        runner = OnnxRuntimeModel(path)
+        got = runner(x).float()
+        runtime = runner.runtime
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
@@ -122,6 +120,46 @@ def check_export(model: nn.Module, path: str | Path, fmt: str, input_size: Seque
         raise RuntimeError(f"exported {fmt} model disagrees with eager: max abs difference {diff:.3g} at output "
                            f"scale {scale:.3g} (allowed {rtol:g} relative)")
     return {"checked_with": runtime, "check_batch_size": batch_size, "max_abs_diff": diff, "output_scale": scale}
+
+
+class OnnxRuntimeModel:
+    """An exported ONNX file run by ONNX Runtime on the CPU, called like the eager model (tensor in, logits out).
+
+    Why a second runtime: on a small CPU, ONNX Runtime's kernels (depthwise convolutions and
+    activations fused into the convolutions) run EfficientNet several times faster than torch's
+    eager mode, where `torch.compile` gains far less (see `benchmarks/inference.py`). The file is
+    what `export_model(..., "onnx")` writes: batch norm already folded, dynamic batch, checked
+    against eager. `threads` sets the session's intra-op threads (default: torch's thread count,
+    so a comparison with torch uses the same cores). Inputs are NCHW float32; outputs come back
+    as CPU tensors.
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path} (write one with `effzoo export --format onnx`)")
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise ValueError("running an ONNX model needs onnxruntime: pip install onnxruntime (or 'effzoo[dev]')")
+        import onnxruntime as ort
+
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types for unreadable files
+            raise ValueError(f"ONNX Runtime cannot load {path}: {err}") from err
+        self.path = path
+        self.input_name = self.session.get_inputs()[0].name
+        self.threads = options.intra_op_num_threads
+        self.runtime = f"onnxruntime {ort.__version__}"
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        # ONNX Runtime reads NCHW float32 numpy arrays; a channels_last tensor is made contiguous first.
+        arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        return torch.from_numpy(self.session.run(None, {self.input_name: arr})[0])
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

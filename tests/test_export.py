@@ -63,6 +63,30 @@ def test_onnx_round_trip_with_dynamic_batch(model, tmp_path):
     assert read_metadata(path)["num_classes"] == 10
 
 
+@needs_onnx
+def test_onnxruntime_model_predicts_like_eager(model, tmp_path):
+    from effzoo.export import OnnxRuntimeModel
+
+    path = tmp_path / "m.onnx"
+    export_model(model, "onnx", path, (1, 32, 32), check=False)
+    runner = OnnxRuntimeModel(path, threads=1)
+    assert runner.threads == 1 and runner.runtime.startswith("onnxruntime")
+    for batch in (1, 3):
+        x = torch.randn(batch, 1, 32, 32)
+        want = eager(model, x)
+        for inp in (x, x.contiguous(memory_format=torch.channels_last)):  # either layout goes in
+            got = runner(inp)
+            assert isinstance(got, torch.Tensor) and got.shape == want.shape
+            assert (got - want).abs().max() <= 1e-4 * want.abs().max()
+    with pytest.raises(FileNotFoundError, match="effzoo export --format onnx"):
+        OnnxRuntimeModel(tmp_path / "missing.onnx")
+    with pytest.raises(ValueError, match="threads must be an integer >= 1"):
+        OnnxRuntimeModel(path, threads=0)
+    (tmp_path / "junk.onnx").write_bytes(b"not a protobuf")
+    with pytest.raises(ValueError, match="ONNX Runtime cannot load .*junk.onnx"):
+        OnnxRuntimeModel(tmp_path / "junk.onnx")
+
+
 def test_bad_input(model, tmp_path):
     with pytest.raises(ValueError, match="unknown export format"):
         export_model(model, "tflite", tmp_path / "m.tflite")

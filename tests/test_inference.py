@@ -1,5 +1,6 @@
 """The inference-optimized path (BN folding, channels_last) and `effzoo benchmark` on tiny models."""
 
+import importlib.util
 import json
 
 import pytest
@@ -156,7 +157,46 @@ def test_benchmark_of_a_scaled_model_says_there_is_no_timm_counterpart():
     assert "infer" in r["effzoo"] and "train" not in r["effzoo"]
 
 
+@pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime")),
+                    reason="onnx, onnxscript and onnxruntime are not installed")
+def test_benchmark_in_onnxruntime_runs_the_checked_export(monkeypatch):
+    import effzoo.export as export_mod
+
+    seen = []
+    real = export_mod.check_export
+    monkeypatch.setattr(export_mod, "check_export", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    r = benchmark("efficientnet", phi=-4, res=32, batch_size=2, bench="infer", runtime="onnxruntime", num_classes=10,
+                  in_chans=1, small_input=True, warmup=0, iters=1, repeats=2)
+    assert r["runtime"] == "onnxruntime" and "onnxruntime" in r["effzoo"]["infer_path"]
+    assert r["effzoo"]["infer"]["batches"] == 2 and r["effzoo"]["infer"]["images_per_s"] > 0
+    assert len(seen) == 1 and seen[0]["checked_with"].startswith("onnxruntime")  # timed file agreed with eager
+
+
+def test_bf16_training_step_runs_the_convolutions_in_bfloat16():
+    from effzoo.evaluation.benchmark import _train_step
+
+    model = effzoo.create_model("efficientnet", phi=-4, num_classes=10, in_chans=1, small_input=True)
+    seen = []
+    model.conv_stem.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    x, y = torch.randn(2, 1, 32, 32), torch.tensor([1, 2])
+    before = model.classifier.weight.detach().clone()
+    for bf16, dtype in ((False, torch.float32), (True, torch.bfloat16)):
+        _train_step(model, x, y, bf16=bf16)()
+        assert seen[-1] == dtype
+    assert model.classifier.weight.dtype == torch.float32  # master weights stay float32 ...
+    assert not torch.equal(model.classifier.weight, before)  # ... and are updated
+    r = benchmark("efficientnet", phi=-4, res=32, batch_size=2, bench="train", precision="bf16-mixed", num_classes=10,
+                  warmup=0, iters=1, repeats=1)
+    assert r["precision"] == "bf16-mixed" and "bf16 autocast" in r["effzoo"]["train_path"]
+
+
 def test_benchmark_bad_input():
+    with pytest.raises(ValueError, match="unknown training precision '16-mixed'"):
+        benchmark("resnet18", res=32, precision="16-mixed")
+    with pytest.raises(ValueError, match="unknown runtime 'tensorrt'"):
+        benchmark("resnet18", res=32, runtime="tensorrt")
+    with pytest.raises(ValueError, match="drop --compile"):
+        benchmark("resnet18", res=32, runtime="onnxruntime", compile=True)
     with pytest.raises(ValueError, match="unknown model"):
         benchmark("efficientnet_b99", res=32)
     with pytest.raises(ValueError, match="bench"):

@@ -3,7 +3,8 @@
 Protocol (one process, one run, so both sides see the same machine load):
 
 * inference: effzoo's inference-optimized copy (BN folded, channels_last, optionally
-  `torch.compile`) against timm's model as `timm.create_model` gives it (eager, NCHW), both
+  `torch.compile`; or, with `runtime="onnxruntime"`, that copy exported to ONNX and run by
+  ONNX Runtime) against timm's model as `timm.create_model` gives it (eager, NCHW), both
   under `torch.inference_mode()`;
 * training: one SGD step (forward, cross-entropy, backward, update) of effzoo's model in
   channels_last against timm's (eager, NCHW);
@@ -35,6 +36,8 @@ from ..models import create_model, model_info
 from .inference import optimize_for_inference
 
 BENCHES = ("infer", "train", "both")
+RUNTIMES = ("torch", "onnxruntime")
+TRAIN_PRECISIONS = ("32-true", "bf16-mixed")  # the `effzoo train --precision` values a CPU step can use
 
 
 def latency_stats(seconds: list[float], batch_size: int) -> dict[str, Any]:
@@ -81,7 +84,7 @@ def _timm_model(name: str, effzoo_args: dict[str, Any], num_classes: int, in_cha
 
 
 def benchmark(name: str, *, res: int | None = None, batch_size: int = 16, bench: str = "both", compile: bool = False,
-              phi: float | None = None, num_classes: int = 1000, in_chans: int = 3, warmup: int = 2, iters: int = 10,
+              runtime: str = "torch", precision: str = "32-true", phi: float | None = None, num_classes: int = 1000, in_chans: int = 3, warmup: int = 2, iters: int = 10,
               repeats: int = 3, compare_timm: bool = True, device: str = "cpu", threads: int | None = None,
               log: Callable[[str], None] | None = None, **model_args: Any) -> dict[str, Any]:
     """Benchmark effzoo's `name` (optimized for inference; channels_last for training) against timm's, interleaved.
@@ -89,6 +92,10 @@ def benchmark(name: str, *, res: int | None = None, batch_size: int = 16, bench:
     Returns a JSON-ready dict: `effzoo` and `timm` (params, MACs, `infer`/`train` stats, how each
     ran), `speedup` (effzoo images/s over timm's per bench), `timm_note` when timm is absent, and
     the protocol and environment. `threads` sets torch's CPU threads for the run (restored after).
+    `runtime="onnxruntime"` times inference of the exported ONNX file (checked against eager within
+    1e-4 relative) in ONNX Runtime with as many threads as torch; training always runs in torch.
+    `precision="bf16-mixed"` runs effzoo's training step under bfloat16 autocast, as
+    `effzoo train --precision bf16-mixed` does (timm's side stays float32, its default).
     """
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
@@ -96,13 +103,21 @@ def benchmark(name: str, *, res: int | None = None, batch_size: int = 16, bench:
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            return benchmark(name, res=res, batch_size=batch_size, bench=bench, compile=compile, phi=phi,
+            return benchmark(name, res=res, batch_size=batch_size, bench=bench, compile=compile, runtime=runtime,
+                             precision=precision, phi=phi,
                              num_classes=num_classes, in_chans=in_chans, warmup=warmup, iters=iters, repeats=repeats,
                              compare_timm=compare_timm, device=device, threads=None, log=log, **model_args)
         finally:
             torch.set_num_threads(before)
     if bench not in BENCHES:
         raise ValueError(f"unknown bench {bench!r}; choose one of {', '.join(BENCHES)}")
+    if precision not in TRAIN_PRECISIONS:
+        raise ValueError(f"unknown training precision {precision!r}; choose one of {', '.join(TRAIN_PRECISIONS)}")
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    if runtime == "onnxruntime" and (compile or torch.device(device).type != "cpu"):
+        raise ValueError("runtime onnxruntime runs the exported file on the CPU without torch.compile: "
+                         "drop --compile and use --device cpu (or use --runtime torch)")
     for label, value, minimum in (("batch size", batch_size, 1), ("iters", iters, 1), ("repeats", repeats, 1), ("warmup", warmup, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ValueError(f"{label} must be an integer >= {minimum}, got {value!r}")
@@ -135,10 +150,16 @@ def benchmark(name: str, *, res: int | None = None, batch_size: int = 16, bench:
                 "images_per_s": "batch_size / median per-batch latency"}
 
     if bench in ("infer", "both"):
-        log(f"inference: optimizing {name} (fold BN, channels_last{', torch.compile' if compile else ''})")
-        fast = optimize_for_inference(ours, compile=compile, channels_last=True)
-        runners = {"effzoo": _infer_step(fast, x_cl)}
-        sides["effzoo"]["infer_path"] = "BN folded, channels_last" + (", torch.compile" if compile else "") + ", inference_mode"
+        if runtime == "onnxruntime":
+            log(f"inference: exporting {name} to ONNX (fold BN) and checking it against eager")
+            fast, onnx_dir = _onnxruntime_model(ours, size)
+            runners = {"effzoo": _infer_step(fast, x)}
+            sides["effzoo"]["infer_path"] = f"BN folded, ONNX, {fast.runtime} ({fast.threads} threads)"
+        else:
+            log(f"inference: optimizing {name} (fold BN, channels_last{', torch.compile' if compile else ''})")
+            fast, onnx_dir = optimize_for_inference(ours, compile=compile, channels_last=True), None
+            runners = {"effzoo": _infer_step(fast, x_cl)}
+            sides["effzoo"]["infer_path"] = "BN folded, channels_last" + (", torch.compile" if compile else "") + ", inference_mode"
         if theirs is not None:
             theirs.eval()
             runners["timm"] = _infer_step(theirs, x)
@@ -149,12 +170,16 @@ def benchmark(name: str, *, res: int | None = None, batch_size: int = 16, bench:
             sides[side]["infer"] = latency_stats(times, batch_size)
             sides[side]["infer"]["first_call_s"] = first
         del fast, runners
+        if onnx_dir is not None:
+            onnx_dir.cleanup()
 
     if bench in ("train", "both"):
         ours.train().to(memory_format=torch.channels_last)
         # `effzoo train --compile` compiles the model (forward and backward); the step stays eager Python.
-        runners = {"effzoo": _train_step(torch.compile(ours) if compile else ours, x_cl, y)}
-        sides["effzoo"]["train_path"] = ("torch.compile" if compile else "eager") + ", channels_last, SGD step"
+        bf16 = precision == "bf16-mixed"
+        runners = {"effzoo": _train_step(torch.compile(ours) if compile else ours, x_cl, y, bf16=bf16)}
+        sides["effzoo"]["train_path"] = (("torch.compile" if compile else "eager") + ", channels_last"
+                                         + (", bf16 autocast" if bf16 else "") + ", SGD step")
         if theirs is not None:
             theirs.train()
             runners["timm"] = _train_step(theirs, x, y)
@@ -181,6 +206,8 @@ def benchmark(name: str, *, res: int | None = None, batch_size: int = 16, bench:
         "batch_size": batch_size,
         "bench": bench,
         "compile": compile,
+        "runtime": runtime,
+        "precision": precision,
         "effzoo": sides["effzoo"],
         "timm": sides.get("timm"),
         "timm_note": note,
@@ -189,6 +216,18 @@ def benchmark(name: str, *, res: int | None = None, batch_size: int = 16, bench:
         "environment": {"device": str(dev), "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
                         "torch": torch.__version__, "timm": timm_version},
     }
+
+
+def _onnxruntime_model(model: nn.Module, size: tuple[int, int, int]):
+    """`model` exported to ONNX in a temporary folder (checked against eager) and loaded in ONNX Runtime."""
+    import tempfile
+
+    from ..export import OnnxRuntimeModel, export_model
+
+    folder = tempfile.TemporaryDirectory(prefix="effzoo-bench-")
+    path = Path(folder.name) / "model.onnx"
+    export_model(model, "onnx", path, size)
+    return OnnxRuntimeModel(path), folder
 
 
 def _info(model: nn.Module, size: tuple[int, int, int]) -> dict[str, Any]:
@@ -203,12 +242,15 @@ def _infer_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return step
 
 
-def _train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+def _train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: bool = False) -> Callable[[], None]:
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        # As Lightning's bf16-mixed: forward and loss under autocast, backward and the update outside it.
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
         opt.step()
 
     return step
@@ -246,6 +288,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--bench", choices=BENCHES, default="both", help="inference, training or both (default)")
     p.add_argument("--compile", action="store_true", help="torch.compile the optimized inference model (slow first call)")
+    p.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                   help="run inference in torch (default) or export to ONNX and run it in ONNX Runtime (CPU)")
+    p.add_argument("--precision", choices=TRAIN_PRECISIONS, default="32-true",
+                   help="effzoo's training step precision, as `effzoo train --precision` (timm's stays float32)")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON to FILE ('-' for stdout)")
     p.add_argument("--iters", type=int, default=10, help="timed batches per contestant per round")
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
@@ -263,6 +309,7 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     result = benchmark(args.model, res=args.res, batch_size=args.batch_size, bench=args.bench, compile=args.compile,
+                       runtime=args.runtime, precision=args.precision,
                        phi=args.phi, num_classes=args.num_classes, in_chans=args.in_chans, warmup=args.warmup,
                        iters=args.iters, repeats=args.repeats, compare_timm=not args.no_timm, device=args.device, threads=args.threads,
                        log=lambda m: console.log(m))
