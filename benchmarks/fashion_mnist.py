@@ -23,7 +23,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "configs" / "fashion_mnist.yaml"))
     p.add_argument("--phi", type=float)
-    p.add_argument("--image-size", type=int, help="train resolution (the recipe's 24 px by default)")
+    p.add_argument("--image-size", type=int, help="train resolution (the recipe's 28 px by default)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--train-limit", type=int)
     p.add_argument("--seed", type=int, default=0)
