@@ -27,9 +27,7 @@ import argparse
 import copy
 import json
 import os
-import tempfile
 import time
-from pathlib import Path
 from typing import Callable
 
 import timm
@@ -37,7 +35,7 @@ import torch
 
 import effzoo
 from effzoo.evaluation.benchmark import interleaved_timings, latency_stats
-from effzoo.export import OnnxRuntimeModel, export_model
+from effzoo.export import OnnxRuntimeModel
 
 
 def main() -> None:
@@ -81,14 +79,11 @@ def main() -> None:
         print(f"torch.compile first call (compilation): {compile_s:.1f} s")
         contestants["effzoo optimized + compile"] = (compiled, x_cl)
 
-    onnx_dir = None
     if not args.no_onnxruntime:
-        onnx_dir = tempfile.TemporaryDirectory(prefix="effzoo-inference-")
-        path = Path(onnx_dir.name) / "model.onnx"
         start = time.perf_counter()
-        export_model(ours, "onnx", path, size)  # raises if the file disagrees with eager by > 1e-4 relative
+        runner = OnnxRuntimeModel.from_model(ours, size)  # raises if the file disagrees with eager by > 1e-4 relative
         print(f"ONNX export + check: {time.perf_counter() - start:.1f} s")
-        contestants["effzoo ONNX Runtime"] = (OnnxRuntimeModel(path), x)
+        contestants["effzoo ONNX Runtime"] = (runner, x)
 
     with torch.inference_mode():
         want = ref(x)
@@ -109,8 +104,6 @@ def main() -> None:
         ratio = s["images_per_s"] / base
         rows.append({"contestant": label, "ratio_vs_timm_eager": ratio, **s})
         print(f"{label:28s} {s['images_per_s']:9.1f} {s['latency_ms']['p50']:8.1f} {s['latency_ms']['p90']:8.1f} {ratio:7.2f}x")
-    if onnx_dir is not None:
-        onnx_dir.cleanup()
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "resolution": args.res, "batch_size": args.batch_size,

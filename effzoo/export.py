@@ -20,6 +20,7 @@ import argparse
 import copy
 import importlib.util
 import json
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -155,6 +156,18 @@ class OnnxRuntimeModel:
         self.input_name = self.session.get_inputs()[0].name
         self.threads = options.intra_op_num_threads
         self.runtime = f"onnxruntime {ort.__version__}"
+
+    @classmethod
+    def from_model(cls, model: nn.Module, input_size: int | Sequence[int] | None = None,
+                   threads: int | None = None) -> "OnnxRuntimeModel":
+        """`model` exported by `export_model` (BN folded, checked against eager) and loaded, without leaving a file.
+
+        The session holds the whole graph in memory once created, so the temporary file goes at once.
+        """
+        with tempfile.TemporaryDirectory(prefix="effzoo-onnx-") as folder:
+            path = Path(folder) / "model.onnx"
+            export_model(model, "onnx", path, input_size)
+            return cls(path, threads)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         # ONNX Runtime reads NCHW float32 numpy arrays; a channels_last tensor is made contiguous first.

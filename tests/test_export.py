@@ -78,6 +78,10 @@ def test_onnxruntime_model_predicts_like_eager(model, tmp_path):
             got = runner(inp)
             assert isinstance(got, torch.Tensor) and got.shape == want.shape
             assert (got - want).abs().max() <= 1e-4 * want.abs().max()
+    direct = OnnxRuntimeModel.from_model(model, (1, 32, 32))  # export, check and load, no file left behind
+    x = torch.randn(2, 1, 32, 32)
+    assert (direct(x) - eager(model, x)).abs().max() <= 1e-4 * eager(model, x).abs().max()
+    assert not direct.path.exists() and direct.threads == torch.get_num_threads()
     with pytest.raises(FileNotFoundError, match="effzoo export --format onnx"):
         OnnxRuntimeModel(tmp_path / "missing.onnx")
     with pytest.raises(ValueError, match="threads must be an integer >= 1"):

@@ -84,7 +84,8 @@ def _timm_model(name: str, effzoo_args: dict[str, Any], num_classes: int, in_cha
 
 
 def benchmark(name: str, *, res: int | None = None, batch_size: int = 16, bench: str = "both", compile: bool = False,
-              runtime: str = "torch", precision: str = "32-true", phi: float | None = None, num_classes: int = 1000, in_chans: int = 3, warmup: int = 2, iters: int = 10,
+              runtime: str = "torch", precision: str = "32-true", phi: float | None = None, num_classes: int = 1000,
+              in_chans: int = 3, warmup: int = 2, iters: int = 10,
               repeats: int = 3, compare_timm: bool = True, device: str = "cpu", threads: int | None = None,
               log: Callable[[str], None] | None = None, **model_args: Any) -> dict[str, Any]:
     """Benchmark effzoo's `name` (optimized for inference; channels_last for training) against timm's, interleaved.
@@ -152,12 +153,14 @@ def benchmark(name: str, *, res: int | None = None, batch_size: int = 16, bench:
     if bench in ("infer", "both"):
         if runtime == "onnxruntime":
             log(f"inference: exporting {name} to ONNX (fold BN) and checking it against eager")
-            fast, onnx_dir = _onnxruntime_model(ours, size)
+            from ..export import OnnxRuntimeModel  # export imports this package: import it when needed
+
+            fast = OnnxRuntimeModel.from_model(ours, size)
             runners = {"effzoo": _infer_step(fast, x)}
             sides["effzoo"]["infer_path"] = f"BN folded, ONNX, {fast.runtime} ({fast.threads} threads)"
         else:
             log(f"inference: optimizing {name} (fold BN, channels_last{', torch.compile' if compile else ''})")
-            fast, onnx_dir = optimize_for_inference(ours, compile=compile, channels_last=True), None
+            fast = optimize_for_inference(ours, compile=compile, channels_last=True)
             runners = {"effzoo": _infer_step(fast, x_cl)}
             sides["effzoo"]["infer_path"] = "BN folded, channels_last" + (", torch.compile" if compile else "") + ", inference_mode"
         if theirs is not None:
@@ -170,8 +173,6 @@ def benchmark(name: str, *, res: int | None = None, batch_size: int = 16, bench:
             sides[side]["infer"] = latency_stats(times, batch_size)
             sides[side]["infer"]["first_call_s"] = first
         del fast, runners
-        if onnx_dir is not None:
-            onnx_dir.cleanup()
 
     if bench in ("train", "both"):
         ours.train().to(memory_format=torch.channels_last)
@@ -216,18 +217,6 @@ def benchmark(name: str, *, res: int | None = None, batch_size: int = 16, bench:
         "environment": {"device": str(dev), "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
                         "torch": torch.__version__, "timm": timm_version},
     }
-
-
-def _onnxruntime_model(model: nn.Module, size: tuple[int, int, int]):
-    """`model` exported to ONNX in a temporary folder (checked against eager) and loaded in ONNX Runtime."""
-    import tempfile
-
-    from ..export import OnnxRuntimeModel, export_model
-
-    folder = tempfile.TemporaryDirectory(prefix="effzoo-bench-")
-    path = Path(folder.name) / "model.onnx"
-    export_model(model, "onnx", path, size)
-    return OnnxRuntimeModel(path), folder
 
 
 def _info(model: nn.Module, size: tuple[int, int, int]) -> dict[str, Any]:
