@@ -31,6 +31,7 @@ from torch import nn
 
 from .checkpoints import atomic_write
 from .evaluation.inference import optimize_for_inference
+from .models.base import check_positive_int
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
@@ -139,12 +140,11 @@ class OnnxRuntimeModel:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {path} (write one with `effzoo export --format onnx`)")
-        if importlib.util.find_spec("onnxruntime") is None:
-            raise ValueError("running an ONNX model needs onnxruntime: pip install onnxruntime (or 'effzoo[dev]')")
+        _require("onnxruntime", purpose="running an ONNX model")
         import onnxruntime as ort
 
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+        if threads is not None:
+            check_positive_int("threads", threads)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -226,12 +226,10 @@ def _metadata(model: nn.Module, size: Sequence[int]) -> dict[str, Any]:
     return json.loads(json.dumps(out, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
 
 
-def _require(*modules: str) -> None:
-    import importlib.util
-
+def _require(*modules: str, purpose: str = "ONNX export") -> None:
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        raise ValueError(f"ONNX export needs {', '.join(missing)}: pip install onnx onnxscript onnxruntime "
+        raise ValueError(f"{purpose} needs {', '.join(missing)}: pip install onnx onnxscript onnxruntime "
                          f"(or pip install 'effzoo[dev]')")
 
 
