@@ -173,7 +173,7 @@ def test_benchmark_in_onnxruntime_runs_the_checked_export(monkeypatch):
 
 
 def test_bf16_training_step_runs_the_convolutions_in_bfloat16():
-    from effzoo.evaluation.benchmark import _train_step
+    from effzoo.evaluation.benchmark import train_step
 
     model = effzoo.create_model("efficientnet", phi=-4, num_classes=10, in_chans=1, small_input=True)
     seen = []
@@ -181,7 +181,7 @@ def test_bf16_training_step_runs_the_convolutions_in_bfloat16():
     x, y = torch.randn(2, 1, 32, 32), torch.tensor([1, 2])
     before = model.classifier.weight.detach().clone()
     for bf16, dtype in ((False, torch.float32), (True, torch.bfloat16)):
-        _train_step(model, x, y, bf16=bf16)()
+        train_step(model, x, y, bf16=bf16)()
         assert seen[-1] == dtype
     assert model.classifier.weight.dtype == torch.float32  # master weights stay float32 ...
     assert not torch.equal(model.classifier.weight, before)  # ... and are updated

@@ -156,16 +156,16 @@ def benchmark(name: str, *, res: int | None = None, batch_size: int = 16, bench:
             from ..export import OnnxRuntimeModel  # export imports this package: import it when needed
 
             fast = OnnxRuntimeModel.from_model(ours, size)
-            runners = {"effzoo": _infer_step(fast, x)}
+            runners = {"effzoo": infer_step(fast, x)}
             sides["effzoo"]["infer_path"] = f"BN folded, ONNX, {fast.runtime} ({fast.threads} threads)"
         else:
             log(f"inference: optimizing {name} (fold BN, channels_last{', torch.compile' if compile else ''})")
             fast = optimize_for_inference(ours, compile=compile, channels_last=True)
-            runners = {"effzoo": _infer_step(fast, x_cl)}
+            runners = {"effzoo": infer_step(fast, x_cl)}
             sides["effzoo"]["infer_path"] = "BN folded, channels_last" + (", torch.compile" if compile else "") + ", inference_mode"
         if theirs is not None:
             theirs.eval()
-            runners["timm"] = _infer_step(theirs, x)
+            runners["timm"] = infer_step(theirs, x)
             sides["timm"]["infer_path"] = "eager, NCHW (timm default), inference_mode"
         with torch.inference_mode():
             results = interleaved_timings(runners, warmup, iters, repeats, dev, log, "inference")
@@ -178,12 +178,12 @@ def benchmark(name: str, *, res: int | None = None, batch_size: int = 16, bench:
         ours.train().to(memory_format=torch.channels_last)
         # `effzoo train --compile` compiles the model (forward and backward); the step stays eager Python.
         bf16 = precision == "bf16-mixed"
-        runners = {"effzoo": _train_step(torch.compile(ours) if compile else ours, x_cl, y, bf16=bf16)}
+        runners = {"effzoo": train_step(torch.compile(ours) if compile else ours, x_cl, y, bf16=bf16)}
         sides["effzoo"]["train_path"] = (("torch.compile" if compile else "eager") + ", channels_last"
                                          + (", bf16 autocast" if bf16 else "") + ", SGD step")
         if theirs is not None:
             theirs.train()
-            runners["timm"] = _train_step(theirs, x, y)
+            runners["timm"] = train_step(theirs, x, y)
             sides["timm"]["train_path"] = "eager, NCHW (timm default), SGD step"
         results = interleaved_timings(runners, warmup, iters, repeats, dev, log, "training")
         for side, (times, first) in results.items():
@@ -224,14 +224,14 @@ def _info(model: nn.Module, size: tuple[int, int, int]) -> dict[str, Any]:
     return {"params": info["params"], "macs": info["macs"]}
 
 
-def _infer_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+def infer_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     def step() -> None:
         model(x)
 
     return step
 
 
-def _train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: bool = False) -> Callable[[], None]:
+def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: bool = False) -> Callable[[], None]:
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
     def step() -> None:
