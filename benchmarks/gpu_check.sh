@@ -5,7 +5,7 @@
 # 2. the README's main job (`effzoo train --phi 0`, digits) on one GPU, reloaded and compared with CPU;
 # 3. the Fashion-MNIST recipe on one GPU (if the IDX files are given), time-boxed;
 # 4. the torch.compile'd bf16 training step (time-boxed: compiling can take minutes).
-# Each stage has its own time limit, so one failure or overrun does not lose the others' results.
+# At most 8 files come back from a lent machine: keep $OUT to logs, JSON and the CSV. Each stage has its own time limit, so one failure or overrun does not lose the others' results.
 OUT=${OUT:-gpu-check}; mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
@@ -16,7 +16,7 @@ stage() { local name=$1 limit=$2; shift 2; echo "=== $name (limit ${limit}s) $(d
 nvidia-smi -L; $PY -c "import torch, timm, pytorch_lightning as pl; print('torch', torch.__version__, 'timm', timm.__version__, 'lightning', pl.__version__)"
 stage throughput 150 $PY benchmarks/gpu_throughput.py --json "$OUT/throughput.json"
 stage digits 90 bash -c "$PY -m effzoo train --phi 0 --accelerator gpu --devices 1 --no-progress-bar --output /tmp/gpu-digits && \
-  cp /tmp/gpu-digits/model.json $OUT/digits_model.json && $PY - <<'PYEOF'
+  $PY - <<'PYEOF'
 import torch, effzoo
 gpu = effzoo.load_checkpoint('/tmp/gpu-digits').cuda().eval()
 cpu = effzoo.load_checkpoint('/tmp/gpu-digits').eval()
