@@ -3,8 +3,9 @@
 #   bash benchmarks/gpu_check.sh [FASHION_MNIST_DIR]
 # 1. benchmarks/gpu_throughput.py: training step and inference at 224 px, fp32/bf16, effzoo vs timm;
 # 2. the README's main job (`effzoo train --phi 0`, digits) on one GPU, reloaded and compared with CPU;
-# 3. the Fashion-MNIST recipe on one GPU (if the IDX files are given), time-boxed;
-# 4. the torch.compile'd bf16 training step (time-boxed: compiling can take minutes).
+# 3. benchmarks/gpu_agreement.py (shipped checkpoints: GPU vs CPU logits) and `effzoo evaluate --device cuda`;
+# 4. the Fashion-MNIST recipe on one GPU (if the IDX files are given), time-boxed;
+# 5. the torch.compile'd bf16 training step (time-boxed: compiling can take minutes).
 # At most 8 files come back from a lent machine: keep $OUT to logs, JSON and the CSV. Each stage has its own time limit, so one failure or overrun does not lose the others' results.
 OUT=${OUT:-gpu-check}; mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -25,6 +26,9 @@ with torch.no_grad():
     a, b = gpu(x.cuda()).cpu(), cpu(x)
 print('reloaded on GPU vs CPU: max |diff| %.2e, same argmax %s' % ((a - b).abs().max(), bool((a.argmax(1) == b.argmax(1)).all())))
 PYEOF"
+stage agreement 150 bash -c "$PY benchmarks/gpu_agreement.py ${FMNIST:+--data-dir $FMNIST} --json $OUT/agreement.json && \
+  $PY -m effzoo evaluate --checkpoint checkpoints/effzoo_efficientnet_phi-4_digits --data digits --device cuda \
+    --output /tmp/eval-digits"
 if [ -n "$FMNIST" ]; then
   stage fashion_mnist 210 $PY -m effzoo train --config configs/fashion_mnist.yaml --data-dir "$FMNIST" --accelerator gpu \
     --devices 1 --no-progress-bar --output /tmp/gpu-fmnist

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from effzoo.checkpoints import load_checkpoint
 from effzoo.cli import main
@@ -37,6 +38,19 @@ def test_evaluate_sweeps_resolutions_and_writes_json_and_plots(trained, tmp_path
     assert (tmp_path / "plots" / "confusion_matrix.png").stat().st_size > 1000
     assert (tmp_path / "plots" / "accuracy_vs_resolution.png").is_file()
     assert "per-class top-1" in capsys.readouterr().out
+    assert json.loads(js.read_text())["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # --device auto
+
+
+def test_evaluate_device_errors_name_the_device_before_any_work(trained, capsys):
+    from effzoo.evaluation.evaluate import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    bad = [("tpu", "unknown device 'tpu'"), ("meta", "unsupported device 'meta'")]
+    if not torch.cuda.is_available():
+        bad.append(("cuda", "torch sees no CUDA GPU here: use --device cpu"))
+    for device, message in bad:
+        assert main(["evaluate", "--checkpoint", str(trained), "--data", "synthetic", "--device", device]) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_fixres_finetune_writes_a_new_model_with_its_test_resolution(trained, tmp_path):

@@ -15,6 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--res", help="test resolutions, e.g. 32,40,48 (default: the model's test_input_size)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--num-workers", type=int)
+    p.add_argument("--device", default="auto",
+                   help="auto (a CUDA GPU when one is visible, else the CPU), cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--output", help="folder for the PNG plots (default: CHECKPOINT_FOLDER/evaluation)")
     p.add_argument("--json", help="also write the results to this JSON file")
 
@@ -24,10 +26,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from ..checkpoints import load_checkpoint
-    from .evaluate import datamodule_for, resolution_sweep
+    from .evaluate import datamodule_for, resolution_sweep, resolve_device
     from .plots import plot_accuracy_vs_resolution, plot_confusion_matrix
 
-    model = load_checkpoint(args.checkpoint)
+    device = resolve_device(args.device)  # before loading anything: a wrong device fails at once
+    model = load_checkpoint(args.checkpoint).to(device)
     cfg = model.pretrained_cfg
     dm = datamodule_for(model, args.data, data_dir=args.data_dir, batch_size=args.batch_size, num_workers=args.num_workers)
     resolutions = args.res or [cfg["test_input_size"][-1]]
@@ -36,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         r["params"] = params
 
-    table = Table(title=f"{cfg.get('model_name')} on {args.data} ({args.split}), train {cfg['input_size'][-1]} px")
+    table = Table(title=f"{cfg.get('model_name')} on {args.data} ({args.split}), train {cfg['input_size'][-1]} px, {device}")
     for col in ("resolution", "top-1", "top-5", "loss", "ECE", "images/s", "GMACs"):
         table.add_column(col, justify="right")
     for r in rows:
@@ -63,5 +66,6 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"plots in {out}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"checkpoint": str(args.checkpoint), "data": args.data, "split": args.split, "results": rows}, f, indent=2)
+            json.dump({"checkpoint": str(args.checkpoint), "data": args.data, "split": args.split, "device": str(device),
+                       "results": rows}, f, indent=2)
     return 0

@@ -34,6 +34,24 @@ def parse_resolutions(text: str | Sequence[int], min_size: int = 1) -> list[int]
     return sorted(set(values))
 
 
+def resolve_device(device: str) -> torch.device:
+    """"auto" (a CUDA GPU when one is visible, else the CPU), "cpu", "cuda" or "cuda:N", checked before any work."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {device!r}: use auto, cpu, cuda or cuda:N")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} was asked for but torch sees no CUDA GPU here: use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} does not exist: torch sees {torch.cuda.device_count()} CUDA GPU(s)")
+    return dev
+
+
 @torch.no_grad()
 def predict(model: nn.Module, loader: Iterable, channels_last: bool = True) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Logits and targets over a loader, and the seconds spent in the forward passes."""
