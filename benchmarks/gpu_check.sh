@@ -24,7 +24,9 @@ cpu = effzoo.load_checkpoint('/tmp/gpu-digits').eval()
 x = torch.randn(16, *gpu.pretrained_cfg['input_size'], generator=torch.Generator().manual_seed(0))
 with torch.no_grad():
     a, b = gpu(x.cuda()).cpu(), cpu(x)
-print('reloaded on GPU vs CPU: max |diff| %.2e, same argmax %s' % ((a - b).abs().max(), bool((a.argmax(1) == b.argmax(1)).all())))
+# noise input: logits far larger than on real images, so read the difference relative to their scale (TF32 ~1e-3)
+print('reloaded on GPU vs CPU: max |diff| %.2e of the logit scale %.1f, same argmax %s'
+      % ((a - b).abs().max() / b.abs().max(), b.abs().max(), bool((a.argmax(1) == b.argmax(1)).all())))
 PYEOF"
 stage agreement 150 bash -c "$PY benchmarks/gpu_agreement.py ${FMNIST:+--data-dir $FMNIST} --json $OUT/agreement.json && \
   $PY -m effzoo evaluate --checkpoint checkpoints/effzoo_efficientnet_phi-4_digits --data digits --device cuda \
