@@ -197,6 +197,8 @@ def test_benchmark_bad_input():
         benchmark("resnet18", res=32, runtime="tensorrt")
     with pytest.raises(ValueError, match="drop --compile"):
         benchmark("resnet18", res=32, runtime="onnxruntime", compile=True)
+    with pytest.raises(ValueError, match="unknown device 'gpu0'"):
+        benchmark("resnet18", res=32, device="gpu0")
     with pytest.raises(ValueError, match="unknown model"):
         benchmark("efficientnet_b99", res=32)
     with pytest.raises(ValueError, match="bench"):

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import create_model, model_info
+from .evaluate import resolve_device
 from .inference import optimize_for_inference
 
 BENCHES = ("infer", "train", "both")
@@ -116,15 +117,13 @@ def benchmark(name: str, *, res: int | None = None, batch_size: int = 16, bench:
         raise ValueError(f"unknown training precision {precision!r}; choose one of {', '.join(TRAIN_PRECISIONS)}")
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
-    if runtime == "onnxruntime" and (compile or torch.device(device).type != "cpu"):
+    dev = resolve_device(device)
+    if runtime == "onnxruntime" and (compile or dev.type != "cpu"):
         raise ValueError("runtime onnxruntime runs the exported file on the CPU without torch.compile: "
                          "drop --compile and use --device cpu (or use --runtime torch)")
     for label, value, minimum in (("batch size", batch_size, 1), ("iters", iters, 1), ("repeats", repeats, 1), ("warmup", warmup, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ValueError(f"{label} must be an integer >= {minimum}, got {value!r}")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but CUDA is not available")
     log = log or (lambda msg: None)
     args = dict(model_args, num_classes=num_classes, in_chans=in_chans)
     if phi is not None:
@@ -288,7 +287,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--in-chans", type=int, default=3)
     p.add_argument("--no-timm", action="store_true", help="do not benchmark timm's model")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto (a CUDA GPU when visible)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's); 1 is steadier on a CPU shared with other jobs")
 
