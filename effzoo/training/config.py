@@ -181,7 +181,7 @@ DATA_RECIPES: dict[str, dict[str, Any]] = {
         "rand_augment": None, "label_smoothing": 0.1, "ema_decay": 0.0,
     },
     "fashion-mnist": {
-        "small_input": True, "batch_size": 64, "epochs": 12, "opt": "adamw", "lr_base": 0.008,
+        "small_input": True, "batch_size": 64, "epochs": 16, "opt": "adamw", "lr_base": 0.008,
         "weight_decay": 0.05, "sched": "cosine", "warmup_epochs": 1.0, "drop_path_rate": 0.05,
         "rand_augment": None, "random_erasing": 0.0, "scale": [0.6, 1.0], "crop_pct": 1.0,
         "label_smoothing": 0.1, "ema_decay": 0.999,
