@@ -47,13 +47,16 @@ def agreement(folder: Path, data: str, data_dir: str | None, batches: int) -> di
             refs.append(cpu(x))
         ref = torch.cat(refs)
         scale = ref.abs().max().item()
-        for tf32 in (True, False):
-            torch.backends.cudnn.allow_tf32 = tf32
-            got = torch.cat([gpu(x.cuda()).float().cpu() for x in inputs])
-            out[f"tf32={tf32}"] = {"max_abs_diff": (got - ref).abs().max().item(),
-                                   "max_diff_over_logit_scale": (got - ref).abs().max().item() / scale,
-                                   "argmax_agreement": (got.argmax(1) == ref.argmax(1)).float().mean().item()}
-    torch.backends.cudnn.allow_tf32 = True
+        before = torch.backends.cudnn.allow_tf32
+        try:
+            for tf32 in (True, False):
+                torch.backends.cudnn.allow_tf32 = tf32
+                got = torch.cat([gpu(x.cuda()).float().cpu() for x in inputs])
+                out[f"tf32={tf32}"] = {"max_abs_diff": (got - ref).abs().max().item(),
+                                       "max_diff_over_logit_scale": (got - ref).abs().max().item() / scale,
+                                       "argmax_agreement": (got.argmax(1) == ref.argmax(1)).float().mean().item()}
+        finally:
+            torch.backends.cudnn.allow_tf32 = before
     out["images"], out["logit_scale"] = len(ref), scale
     return out
 
@@ -112,7 +115,8 @@ def main() -> int:
     for entry in index.values():
         if entry["dataset"] == "fashion-mnist" and not have_fmnist:
             continue
-        row = agreement(ROOT / "checkpoints" / entry["folder"], entry["dataset"], fmnist, args.batches)
+        data_dir = fmnist if entry["dataset"] == "fashion-mnist" else None
+        row = agreement(ROOT / "checkpoints" / entry["folder"], entry["dataset"], data_dir, args.batches)
         report["checkpoints"].append(row)
         print(f"{row['checkpoint']:58s} {row['images']:5d} images, logits up to {row['logit_scale']:7.1f}: " + "; ".join(
             f"{k} max diff {v['max_abs_diff']:.1e} ({v['max_diff_over_logit_scale']:.1e} of scale), "

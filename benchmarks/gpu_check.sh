@@ -1,5 +1,5 @@
 #!/bin/bash
-# One prepared GPU check (a lent CUDA machine; nothing in tests or CI needs one). Writes to $OUT (default ./gpu-check).
+# One prepared GPU check (a lent CUDA machine; nothing in tests or CI needs one). Writes to $OUT (default runs/gpu-check).
 #   bash benchmarks/gpu_check.sh [FASHION_MNIST_DIR]
 # 1. benchmarks/gpu_throughput.py: training step and inference at 224 px, fp32/bf16, effzoo vs timm;
 # 2. the README's main job (`effzoo train --phi 0`, digits) on one GPU, reloaded and compared with CPU;
@@ -7,7 +7,7 @@
 # 4. the Fashion-MNIST recipe on one GPU (if the IDX files are given), time-boxed;
 # 5. the torch.compile'd bf16 training step (time-boxed: compiling can take minutes).
 # At most 8 files come back from a lent machine: keep $OUT to logs, JSON and the CSV. Each stage has its own time limit, so one failure or overrun does not lose the others' results.
-OUT=${OUT:-gpu-check}; mkdir -p "$OUT"
+OUT=${OUT:-runs/gpu-check}; mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 FMNIST=${1:-}

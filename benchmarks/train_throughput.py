@@ -15,7 +15,8 @@ convolution backward 30%, batch-norm backward 16%, SiLU backward 15%, the copies
 makes to keep its input for backward 8%, batch-norm forward 8%, convolution forward 8%. Most of it
 is memory-bound passes over activations, which a layout change cannot shorten further: oneDNN's
 implicit bf16 for float32 convolutions (`torch.backends.mkldnn.conv.fp32_precision = "bf16"`, AMX)
-left the step at 1.38x, and SiLU without in-place at 1.42x against 1.37x (one run each).
+left the step at 1.38x, and SiLU without in-place at 1.42x against 1.37x (one run each). Other sizes
+do not change the picture: batch 32 1.43x, batch 64 1.31x, 128 px batch 32 1.29x (float32).
 """
 
 from __future__ import annotations
