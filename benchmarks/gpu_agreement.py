@@ -9,7 +9,7 @@ prints the largest logit difference relative to the logits' scale and the share 
 TF32 keeps 10 mantissa bits, so ~1e-3 relative per layer is expected; a wrong kernel or layout
 would show as disagreeing predictions.
 
-Then the Fashion-MNIST recipe's model (phi -4, 28 px, batch 64): seconds per batch of its
+Then the Fashion-MNIST recipe (configs/fashion_mnist.yaml: phi -4, 28 px, batch 64): seconds per batch of its
 training data loader alone against one GPU training step alone (forward, loss, backward, AdamW),
 to say which one bounds an epoch on a GPU.
 """
@@ -62,25 +62,27 @@ def agreement(folder: Path, data: str, data_dir: str | None, batches: int) -> di
 
 
 def step_breakdown(data_dir: str | None, steps: int = 200) -> dict:
-    """Seconds per batch: the recipe's train loader alone, and a GPU training step alone."""
-    from effzoo.data import create_datamodule
+    """Seconds per batch: the recipe's train loader alone, and a GPU training step of its model alone.
 
-    dm = create_datamodule("fashion-mnist", data_dir=data_dir, batch_size=64, image_size=28,
-                           rand_augment=None, crop_pct=1.0)
+    Both come from `configs/fashion_mnist.yaml` as `effzoo train` builds them. The step loop syncs only
+    at its ends, so the host queues kernels ahead as in training.
+    """
+    from effzoo.training.config import from_dict, load_yaml
+    from effzoo.training.run import build
+
+    _, dm, module = build(from_dict(dict(load_yaml(ROOT / "configs" / "fashion_mnist.yaml"), data_dir=data_dir)))
     dm.setup("fit")
     loader = dm.train_dataloader()
     it = iter(loader)
-    next(it)  # worker start-up is once per epoch, not per batch
+    x, y = next(it)  # worker start-up is once per epoch, not per batch
     start = time.perf_counter()
     for _ in range(steps):
         next(it)
     loader_s = (time.perf_counter() - start) / steps
 
-    model = effzoo.create_model("efficientnet", phi=-4, num_classes=10, in_chans=1, small_input=True).cuda()
-    model = model.to(memory_format=torch.channels_last).train()
+    model = module.model.cuda().train()  # channels_last already, as the recipe asks
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x = torch.randn(64, 1, 28, 28, device="cuda").contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (64,), device="cuda")
+    x, y = x.cuda().contiguous(memory_format=torch.channels_last), y.cuda()
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
@@ -96,7 +98,7 @@ def step_breakdown(data_dir: str | None, steps: int = 200) -> dict:
     torch.cuda.synchronize()
     step_s = (time.perf_counter() - start) / steps
     return {"loader_s_per_batch": loader_s, "gpu_step_s": step_s, "num_workers": loader.num_workers,
-            "steps_per_epoch": len(loader)}
+            "batch_size": len(x), "steps_per_epoch": len(loader)}
 
 
 def main() -> int:
@@ -123,7 +125,7 @@ def main() -> int:
             f"argmax agree {100 * v['argmax_agreement']:.2f}%" for k, v in row.items() if k.startswith("tf32")))
     if have_fmnist:
         report["fmnist_step"] = s = step_breakdown(fmnist)
-        print(f"fashion-mnist recipe, batch 64: loader {1e3 * s['loader_s_per_batch']:.1f} ms/batch "
+        print(f"fashion-mnist recipe, batch {s['batch_size']}: loader {1e3 * s['loader_s_per_batch']:.1f} ms/batch "
               f"({s['num_workers']} workers), GPU step {1e3 * s['gpu_step_s']:.1f} ms; "
               f"{s['steps_per_epoch']} steps/epoch")
     if args.json:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from typing import Any, Callable
 
 import torch
@@ -36,10 +35,7 @@ import effzoo
 from effzoo.evaluation.benchmark import infer_step, interleaved_timings, latency_stats, train_step
 from effzoo.evaluation.inference import optimize_for_inference
 
-
-DEVICE = torch.device("cuda")
-
-
+DEVICE = torch.device("cuda")  # --device cpu only to check the script here
 PARTS = ("train", "cudnn", "infer", "compile")
 
 
@@ -50,19 +46,20 @@ def timm_model(name: str, num_classes: int) -> torch.nn.Module:
 
 
 def time_grid(runners: dict[str, Callable[[], None]], batch: int, iters: int, repeats: int) -> dict[str, Any]:
-    dev = DEVICE
-    timings = interleaved_timings(runners, 3, iters, repeats, dev, print, "rounds")
+    timings = interleaved_timings(runners, 3, iters, repeats, DEVICE, print, "rounds")
     return {name: dict(latency_stats(times, batch), first_call_s=first) for name, (times, first) in timings.items()}
 
 
-def bf16_infer_step(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
-    step = infer_step(model, x)
+def build(side: str, name: str, channels_last: bool) -> torch.nn.Module:
+    """effzoo's or timm's `name` (1000 classes, seed 0) on the device, in the layout asked for."""
+    torch.manual_seed(0)
+    model = effzoo.create_model(name, num_classes=1000) if side == "effzoo" else timm_model(name, 1000)
+    model = model.to(DEVICE)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
-    def run() -> None:
-        with torch.autocast(DEVICE.type, dtype=torch.bfloat16):
-            step()
 
-    return run
+def layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def training_grid(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
@@ -71,62 +68,47 @@ def training_grid(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) ->
     for bf16 in (False, True):
         runners = {}
         for side in ("effzoo", "timm"):
-            for layout in ("nchw", "channels_last"):
-                torch.manual_seed(0)
-                model = (effzoo.create_model(args.model, num_classes=1000) if side == "effzoo"
-                         else timm_model(args.model, 1000)).to(DEVICE).train()
-                xs = x
-                if layout == "channels_last":
-                    model = model.to(memory_format=torch.channels_last)
-                    xs = x.contiguous(memory_format=torch.channels_last)
-                runners[f"{side} {layout}"] = train_step(model, xs, y, bf16=bf16)
+            for cl in (False, True):
+                model = build(side, args.model, cl).train()
+                runners[f"{side} {'channels_last' if cl else 'nchw'}"] = train_step(model, layout(x, cl), y, bf16=bf16)
         label = "bf16" if bf16 else "fp32"
         print(f"training, {label}: {', '.join(runners)}")
         results[label] = time_grid(runners, len(x), args.iters, args.repeats)
-        del runners
     return results
 
 
 def cudnn_autotune(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     """effzoo's bf16 channels_last step with cudnn.benchmark off, then on (not interleaved: it is a global switch)."""
     out = {}
-    xs = x.contiguous(memory_format=torch.channels_last)
-    for flag in (False, True):
-        torch.backends.cudnn.benchmark = flag
-        torch.manual_seed(0)
-        model = effzoo.create_model(args.model, num_classes=1000).to(DEVICE).train().to(memory_format=torch.channels_last)
-        out[f"cudnn.benchmark={flag}"] = time_grid({"effzoo": train_step(model, xs, y, bf16=True)}, len(x),
-                                                   args.iters, args.repeats)["effzoo"]
-    torch.backends.cudnn.benchmark = False
+    before = torch.backends.cudnn.benchmark
+    try:
+        for flag in (False, True):
+            torch.backends.cudnn.benchmark = flag
+            step = train_step(build("effzoo", args.model, True).train(), layout(x, True), y, bf16=True)
+            out[f"cudnn.benchmark={flag}"] = time_grid({"effzoo": step}, len(x), args.iters, args.repeats)["effzoo"]
+    finally:
+        torch.backends.cudnn.benchmark = before
     return out
 
 
 def inference_grid(args: argparse.Namespace) -> dict[str, Any]:
     x = torch.randn(args.infer_batch_size, 3, args.res, args.res, generator=torch.Generator().manual_seed(1)).to(DEVICE)
-    ours = optimize_for_inference(effzoo.create_model(args.model, num_classes=1000).to(DEVICE).eval(), channels_last=True)
-    theirs = timm_model(args.model, 1000).to(DEVICE).eval()
-    x_cl = x.contiguous(memory_format=torch.channels_last)
+    ours = optimize_for_inference(build("effzoo", args.model, False).eval(), channels_last=True)
+    theirs = build("timm", args.model, False).eval()
     results = {}
     with torch.inference_mode():
         for bf16 in (False, True):
-            make = bf16_infer_step if bf16 else infer_step
-            runners = {"effzoo optimized": make(ours, x_cl), "timm eager nchw": make(theirs, x)}
+            runners = {"effzoo optimized": infer_step(ours, layout(x, True), bf16=bf16),
+                       "timm eager nchw": infer_step(theirs, x, bf16=bf16)}
             results["bf16" if bf16 else "fp32"] = time_grid(runners, len(x), args.iters, args.repeats)
     return results
 
 
 def compiled_step(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-    torch.manual_seed(0)
-    model = effzoo.create_model(args.model, num_classes=1000).to(DEVICE).train().to(memory_format=torch.channels_last)
-    xs = x.contiguous(memory_format=torch.channels_last)
-    start = time.perf_counter()
-    step = train_step(torch.compile(model), xs, y, bf16=True)
-    step()
-    if DEVICE.type == "cuda":
-        torch.cuda.synchronize()
-    compile_s = time.perf_counter() - start
+    """effzoo's bf16 channels_last step through torch.compile; its first call (the compilation) is `compile_s`."""
+    step = train_step(torch.compile(build("effzoo", args.model, True).train()), layout(x, True), y, bf16=True)
     stats = time_grid({"effzoo compiled": step}, len(x), args.iters, args.repeats)["effzoo compiled"]
-    return dict(stats, compile_s=compile_s)
+    return dict(stats, compile_s=stats["first_call_s"])
 
 
 def print_report(report: dict[str, Any]) -> None:

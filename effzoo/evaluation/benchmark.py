@@ -223,9 +223,10 @@ def _info(model: nn.Module, size: tuple[int, int, int]) -> dict[str, Any]:
     return {"params": info["params"], "macs": info["macs"]}
 
 
-def infer_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+def infer_step(model: nn.Module, x: torch.Tensor, bf16: bool = False) -> Callable[[], None]:
     def step() -> None:
-        model(x)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            model(x)
 
     return step
 
