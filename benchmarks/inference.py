@@ -15,7 +15,7 @@ of them), under torch.inference_mode():
   the first call, is printed separately
 * effzoo ONNX Runtime: the optimized model exported to ONNX (`effzoo export --format onnx`: BN
   folded, checked against eager) and run by ONNX Runtime on the CPU with the same thread count
-  (`effzoo.export.OnnxRuntimeModel`; NCHW input, the layout ONNX files take)
+  (`effzoo.export.onnx.OnnxRuntimeModel`; NCHW input, the layout ONNX files take)
 
 images/s = batch / median per-batch latency; the ratio is against timm eager in the same run.
 Issue #6's target: >= 3x timm eager at 224 px, batch 16, EfficientNet-B0.
@@ -35,7 +35,7 @@ import torch
 
 import effzoo
 from effzoo.evaluation.benchmark import interleaved_timings, latency_stats
-from effzoo.export import OnnxRuntimeModel
+from effzoo.export.onnx import OnnxRuntimeModel
 
 
 def main() -> None:

@@ -6,7 +6,7 @@
 
 Each scenario trains, per seed, the single-task baseline(s) and the multi-task model with the same
 backbone, recipe, epochs and selection rule (best validation top-1 of the main task), compares
-test top-1 (`effzoo.training.cli_mtl_report.mtl_report`) and prints Δ_main with its verdict.
+test top-1 (`effzoo.training.mtl_report.mtl_report`) and prints Δ_main with its verdict.
 
     python benchmarks/mtl_fashion_mnist.py [--seeds 0 1 2 3 4] [--epochs 3] [--train-limit 60000]
         [--main-labels 1000] [--model mobilenetv2_035] [--aux-weight 1.0] [--output runs/bench-mtl]
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from effzoo.mtl import print_report, write_json
-from effzoo.training.cli_mtl_report import mtl_report
+from effzoo.training.mtl_report import mtl_report
 from effzoo.training.config import resolve
 
 

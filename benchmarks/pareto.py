@@ -3,7 +3,7 @@
     python benchmarks/pareto.py [--output benchmarks/pareto.png] [--no-reference] [--root DIR]
 
 Prints the points (and which are Pareto-optimal) and writes a PNG; the right panel is the paper's
-Table 2 (EfficientNet-B0..B7 on ImageNet) for reference. Same as `python -m effzoo.zoo pareto`.
+Table 2 (EfficientNet-B0..B7 on ImageNet) for reference. `effzoo zoo pareto` writes the same PNG.
 """
 
 import argparse

@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .checkpoints import atomic_write
+from .artifacts.atomic import atomic_write
 from .models import create_model
 from .scaling import CompoundScaling, round_resolution
 

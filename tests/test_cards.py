@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 import effzoo
-from effzoo.cards import SECTIONS, CardContext, datasheet_path, render_model_card, write_model_card
-from effzoo.cards.datasheets import BUILTIN, DATASHEET_DIR, GENERIC, datasheet_filename
-from effzoo.cards.datasheets import SECTIONS as DATASHEET_SECTIONS
-from effzoo.cards.factsheet import wilson_interval
+from effzoo.artifacts.cards import SECTIONS, CardContext, datasheet_path, render_model_card, write_model_card
+from effzoo.artifacts.cards.datasheets import BUILTIN, DATASHEET_DIR, GENERIC, datasheet_filename
+from effzoo.artifacts.cards.datasheets import SECTIONS as DATASHEET_SECTIONS
+from effzoo.artifacts.cards.factsheet import wilson_interval
 from effzoo.cli import main
 from tiny_zoo_model import make_tiny_model_folder
 
@@ -81,7 +81,7 @@ def test_datasheet_is_copied_and_linked(folder):
 
 
 def test_factsheet_declares_purpose_performance_and_lineage(folder):
-    from effzoo.zoo import sha256_file
+    from effzoo.artifacts.zoo_index import sha256_file
 
     sheet = json.loads((folder / "factsheet.json").read_text())
     meta = json.loads((folder / "model.json").read_text())

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from effzoo.checkpoints import load_checkpoint
+from effzoo.artifacts.weights import load_checkpoint
 from effzoo.cli import main
 from effzoo.training.config import from_dict
 from effzoo.training.run import run_training

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import effzoo
-import effzoo.export as export_mod
+import effzoo.export.onnx as export_mod
 from effzoo.cli import main
-from effzoo.export import export_model, read_metadata
+from effzoo.export.onnx import export_model, read_metadata
 
 HAS_ONNX = all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime"))
 needs_onnx = pytest.mark.skipif(not HAS_ONNX, reason="onnx, onnxscript and onnxruntime are not installed")
@@ -65,7 +65,7 @@ def test_onnx_round_trip_with_dynamic_batch(model, tmp_path):
 
 @needs_onnx
 def test_onnxruntime_model_predicts_like_eager(model, tmp_path):
-    from effzoo.export import OnnxRuntimeModel
+    from effzoo.export.onnx import OnnxRuntimeModel
 
     path = tmp_path / "m.onnx"
     export_model(model, "onnx", path, (1, 32, 32), check=False)
@@ -115,7 +115,7 @@ def test_export_cli(model, tmp_path, monkeypatch, capsys):
     # The CLI's own wiring and errors, with load_checkpoint stubbed.
     ckpt = tmp_path / "model.safetensors"
     ckpt.write_bytes(b"stub")
-    monkeypatch.setattr(effzoo, "load_checkpoint", lambda path: model, raising=False)
+    monkeypatch.setattr("effzoo.artifacts.weights.load_checkpoint", lambda path: model)
     assert main(["export", "--checkpoint", str(ckpt), "--format", "torchscript", "--res", "32",
                  "--json", str(tmp_path / "r.json")]) == 0
     assert (tmp_path / "model.torchscript.pt").is_file()
@@ -128,15 +128,13 @@ def test_export_cli(model, tmp_path, monkeypatch, capsys):
 
 
 def test_export_cli_with_a_real_checkpoint(tmp_path, randomize, capsys):
-    from effzoo import checkpoints
+    from effzoo.artifacts import weights
 
-    if not hasattr(checkpoints, "save_model"):
-        pytest.skip("no effzoo.checkpoints.save_model to write a checkpoint with")
     model = effzoo.create_model("resnet18", num_classes=10, in_chans=1, small_input=True, width_multiplier=0.25)
     model.load_state_dict(randomize(model.state_dict()))
     cfg = model.pretrained_cfg
-    checkpoints.save_model(tmp_path, model, {"model_name": cfg["model_name"], "model_args": cfg["model_args"],
-                                             "pretrained_cfg": {"input_size": (1, 32, 32), "test_input_size": (1, 32, 32)}})
+    weights.save_model(tmp_path, model, {"model_name": cfg["model_name"], "model_args": cfg["model_args"],
+                                         "pretrained_cfg": {"input_size": (1, 32, 32), "test_input_size": (1, 32, 32)}})
     fmt = "onnx" if HAS_ONNX else "torchscript"
     assert main(["export", "--checkpoint", str(tmp_path), "--format", fmt]) == 0  # the folder; resolution from its cfg
     out = tmp_path / ("model.onnx" if HAS_ONNX else "model.torchscript.pt")

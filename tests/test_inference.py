@@ -160,7 +160,7 @@ def test_benchmark_of_a_scaled_model_says_there_is_no_timm_counterpart():
 @pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime")),
                     reason="onnx, onnxscript and onnxruntime are not installed")
 def test_benchmark_in_onnxruntime_runs_the_checked_export(monkeypatch):
-    import effzoo.export as export_mod
+    import effzoo.export.onnx as export_mod
 
     seen = []
     real = export_mod.check_export

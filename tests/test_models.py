@@ -3,10 +3,14 @@
 import pytest
 import timm
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import effzoo
+from effzoo.models.blocks import DepthwiseSeparable, InvertedResidual
 from effzoo.models.efficientnet import PRESETS
+from effzoo.models.stage_net import BlockStage, build_stage_net
+from effzoo.scaling import resolve_scaling
 
 EFFICIENTNETS = [f"efficientnet_b{i}" for i in range(8)]
 TIMM_PARITY = EFFICIENTNETS + ["resnet18", "resnet34", "resnet50", "mobilenetv2_050", "mobilenetv2_100", "mobilenetv2_140"]
@@ -108,6 +112,37 @@ def test_drop_path_grows_linearly_with_block_index():
     for i, (b, r) in enumerate(zip(blocks, rates)):
         assert r == pytest.approx(0.2 * i / 16 if b.has_skip and i > 0 else 0.0)
     assert max(rates) == pytest.approx(0.2 * 14 / 16)  # block 15 (192->320) has no residual to drop
+
+
+class RecordingBlock(nn.Module):
+    """A block kind the builder has never heard of: a strided 1x1 conv that keeps the keywords it got."""
+
+    def __init__(self, in_chs, out_chs, **kwargs):
+        super().__init__()
+        self.kwargs = kwargs
+        self.conv = nn.Conv2d(in_chs, out_chs, 1, stride=kwargs["stride"])
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_builder_takes_each_stage_block_from_the_table():
+    table = (
+        BlockStage(DepthwiseSeparable, 1, 3, 1, 16, 1),
+        BlockStage(InvertedResidual, 6, 3, 2, 24, 2),
+        BlockStage(RecordingBlock, 4, 5, 2, 32, 2, 0.0),
+    )
+    model = build_stage_net("custom", resolve_scaling(), table, stem_chs=32, head_chs=64, default_drop_rate=0.2)
+    assert [[type(b) for b in stage] for stage in model.blocks] == [
+        [DepthwiseSeparable], [InvertedResidual] * 2, [RecordingBlock] * 2]
+    first, second = (b.kwargs for b in model.blocks[2])
+    assert {k: v for k, v in first.items() if k != "drop_path"} == dict(
+        kernel=5, stride=2, expand_ratio=4, se_ratio=0.0, act_layer=nn.SiLU)
+    assert second["stride"] == 1 and second["drop_path"] == pytest.approx(0.2 * 4 / 5)
+    assert model.total_stride == 8 and model(torch.randn(1, 3, 32, 32)).shape == (1, 1000)
+    with pytest.raises(ValueError, match="expand_ratio"):  # a row may not ask a block for what it lacks
+        build_stage_net("bad", resolve_scaling(), (BlockStage(DepthwiseSeparable, 6, 3, 1, 16, 1),),
+                        stem_chs=32, head_chs=64, default_drop_rate=0.2)
 
 
 def test_dropout_by_scale():

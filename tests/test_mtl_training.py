@@ -12,7 +12,7 @@ import torch
 
 from effzoo import load_checkpoint
 from effzoo.cli import main as cli_main
-from effzoo.training import cli_mtl_report
+from effzoo.training import mtl_report as mtl_report_mod
 from effzoo.training.config import TrainConfig
 from effzoo.training.run import build, run_training
 
@@ -110,9 +110,9 @@ def test_mtl_report_pairs_seeds(tmp_path, monkeypatch):
         task = kind[4:]
         return {f"test_{task}_top1": fake[(kind, seed)]}
 
-    monkeypatch.setattr(cli_mtl_report, "_run", run)
+    monkeypatch.setattr(mtl_report_mod, "_run", run)
     cfg = TrainConfig(**tiny(tmp_path, tasks="main:cls:4,aux:cls:4"))
-    report, details = cli_mtl_report.mtl_report(cfg, [0, 1], log=lambda *a: None)
+    report, details = mtl_report_mod.mtl_report(cfg, [0, 1], log=lambda *a: None)
     per_seed = [((0.55 - 0.5) / 0.5 + 0) / 2 * 100, ((0.42 - 0.4) / 0.4 + (0.81 - 0.9) / 0.9) / 2 * 100]
     assert report.delta_m_per_seed == pytest.approx(per_seed)
     assert details["stl"]["aux"] == [0.8, 0.9]

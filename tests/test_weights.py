@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 import effzoo
-from effzoo.checkpoints import load_weights, read_state_dict
+from effzoo.artifacts.weights import load_weights, read_state_dict
 from effzoo.models.convert import load_torchvision_weights
 from effzoo.models.init import init_weights
 

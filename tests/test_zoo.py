@@ -12,9 +12,10 @@ import torch
 import yaml
 
 import effzoo
-from effzoo import zoo
-from effzoo.cards import datasheet_path
-from effzoo.checkpoints import read_state_dict
+from effzoo.artifacts import shipped, zoo_index
+from effzoo.evaluation import publish
+from effzoo.artifacts.cards import datasheet_path
+from effzoo.artifacts.weights import read_state_dict
 from effzoo.cli import main
 from effzoo.data.fashion_mnist import SYSTEM_DIR, find_files
 from effzoo.evaluation.evaluate import datamodule_for, evaluate_loader
@@ -34,13 +35,13 @@ def tiny_zoo(tmp_path_factory) -> Path:
     """A zoo folder holding one tiny model, added the way the shipped ones were."""
     root = tmp_path_factory.mktemp("zoo")
     run = make_tiny_model_folder(tmp_path_factory.mktemp("run") / "tiny")
-    zoo.add_model(run, "effzoo_tiny", ["python tests/tiny_zoo_model.py"], root=root, seconds=0.0, hardware="test")
+    publish.add_model(run, "effzoo_tiny", ["python tests/tiny_zoo_model.py"], root=root, seconds=0.0, hardware="test")
     yield root
-    effzoo.models.registry._MODELS.pop("effzoo_tiny", None)
+    shipped.unregister_shipped_models(root)
 
 
 def test_the_repo_zoo_is_found_and_indexed():
-    assert zoo.checkpoints_dir() == REPO / "checkpoints"
+    assert zoo_index.checkpoints_dir() == REPO / "checkpoints"
     assert len(SHIPPED) >= 1
     assert set(SHIPPED) <= set(effzoo.list_models("effzoo_*"))
 
@@ -54,8 +55,8 @@ def test_shipped_checkpoint_matches_its_card_index_and_real_model(name):
     front, body = front_matter(folder / "model_card.md")
     sheet = json.loads((folder / "factsheet.json").read_text())
     # Integrity: every file as indexed; the weights' digest everywhere it is quoted.
-    assert zoo.file_digest_problems(folder, e["files"]) == []
-    assert zoo.sha256_file(weights) == e["sha256"] == front["effzoo"]["weights_sha256"] == sheet["lineage"]["weights"]["sha256"]
+    assert zoo_index.file_digest_problems(folder, e["files"]) == []
+    assert zoo_index.sha256_file(weights) == e["sha256"] == front["effzoo"]["weights_sha256"] == sheet["lineage"]["weights"]["sha256"]
     assert weights.stat().st_size < 5 * 2**20
     # Params and MACs: counted on the real model, against model.json, the index and the card.
     model = effzoo.load_checkpoint(folder)
@@ -108,7 +109,7 @@ def test_pretrained_true_finds_the_shipped_weights_offline(monkeypatch):
     def no_network(hub_id):
         raise AssertionError(f"tried to download {hub_id}")
 
-    monkeypatch.setattr("effzoo.checkpoints.download_hub_weights", no_network)
+    monkeypatch.setattr("effzoo.artifacts.weights.download_hub_weights", no_network)
     for name, e in SHIPPED.items():
         model = effzoo.create_model(name, pretrained=True)
         expected = read_state_dict(REPO / "checkpoints" / e["folder"] / "model.safetensors")
@@ -119,9 +120,9 @@ def test_pretrained_true_finds_the_shipped_weights_offline(monkeypatch):
 
 
 def test_env_var_selects_another_zoo(tiny_zoo, monkeypatch):
-    monkeypatch.setenv(zoo.ENV_VAR, str(tiny_zoo))
-    assert zoo.checkpoints_dir() == tiny_zoo
-    assert zoo.register_shipped_models() == ["effzoo_tiny"]
+    monkeypatch.setenv(zoo_index.ENV_VAR, str(tiny_zoo))
+    assert zoo_index.checkpoints_dir() == tiny_zoo
+    assert shipped.register_shipped_models() == ["effzoo_tiny"]
     model = effzoo.create_model("effzoo_tiny", pretrained=True)
     expected = read_state_dict(tiny_zoo / "effzoo_tiny" / "model.safetensors")
     torch.testing.assert_close(model.state_dict(), expected)
@@ -137,11 +138,11 @@ def test_a_weights_file_that_disagrees_with_the_index_is_refused(tiny_zoo, tmp_p
     weights.write_bytes(bytes(data))
     read_state_dict(weights)  # readable, so only the digest can catch it
     with pytest.raises(ValueError, match=r"refused to load shipped model 'effzoo_tiny'.*sha256"):
-        zoo.load_shipped("effzoo_tiny", root)
+        shipped.load_shipped("effzoo_tiny", root)
     with pytest.raises(ValueError, match="refused"):
         effzoo.load_checkpoint(root / "effzoo_tiny")  # the folder path is checked against its index too
-    monkeypatch.setenv(zoo.ENV_VAR, str(root))
-    zoo.register_shipped_models()
+    monkeypatch.setenv(zoo_index.ENV_VAR, str(root))
+    shipped.register_shipped_models()
     with pytest.raises(ValueError, match="model.safetensors has sha256"):
         effzoo.create_model("effzoo_tiny", pretrained=True)
     assert main(["zoo", "--root", str(root), "verify"]) == 1
@@ -154,7 +155,7 @@ def test_model_json_that_disagrees_with_the_index_is_refused(tiny_zoo, tmp_path)
     meta["pretrained_cfg"]["mean"] = [0.0]
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="model.json has sha256"):
-        zoo.load_shipped("effzoo_tiny", root)
+        shipped.load_shipped("effzoo_tiny", root)
 
 
 class Payload:

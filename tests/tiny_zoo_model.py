@@ -9,11 +9,11 @@ from pathlib import Path
 import torch
 
 import effzoo
-from effzoo.checkpoints import apply_data_config, save_model
+from effzoo.artifacts.weights import apply_data_config, save_model
 from effzoo.data import create_datamodule
 from effzoo.evaluation.evaluate import evaluate_loader
 from effzoo.training.config import resolve
-from effzoo.training.export import run_metadata
+from effzoo.training.outputs import run_metadata
 
 OPTIONS = {"size": 16, "num_samples": 64}
 

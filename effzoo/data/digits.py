@@ -24,7 +24,7 @@ DIGITS_VAL_FRACTION = 0.15 / 0.85
 
 def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     """All 1,797 images as uint8 (N, 8, 8) in 0..255, and int64 labels."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # deferred: scikit-learn takes ~1 s to import, only digits needs it
 
     bunch = load_digits()
     # The raw values are counts 0..16 of set pixels in 4x4 blocks.

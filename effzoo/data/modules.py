@@ -118,7 +118,7 @@ class ClassificationDataModule(pl.LightningDataModule):
     def _make_mixup(self, mixup: float, cutmix: float, label_smoothing: float):
         if mixup <= 0 and cutmix <= 0:
             return None
-        from timm.data import Mixup
+        from timm.data import Mixup  # deferred: timm takes seconds to import; only mixup/cutmix runs need it
 
         return Mixup(
             mixup_alpha=mixup,

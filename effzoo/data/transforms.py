@@ -137,7 +137,7 @@ def train_transform(
         ops.append(build_rand_augment(rand_augment, image_size, mean))
     ops += [T.ToTensor(), T.Normalize(mean=tuple(mean), std=tuple(std))]
     if random_erasing > 0:
-        from timm.data.random_erasing import RandomErasing
+        from timm.data.random_erasing import RandomErasing  # deferred: timm is slow to import (see above)
 
         # 'pixel' mode fills with per-pixel normal noise, which matches normalized statistics;
         # device='cpu' because this runs inside DataLoader workers.

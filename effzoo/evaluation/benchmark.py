@@ -20,25 +20,21 @@ note saying why there is no comparison.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import time
-from pathlib import Path
 from typing import Any, Callable
 
+import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..models import create_model, model_info
+from ..export.onnx import OnnxRuntimeModel
+from .bench_options import BENCHES, RUNTIMES, TRAIN_PRECISIONS
 from .evaluate import resolve_device
 from .inference import optimize_for_inference
-
-BENCHES = ("infer", "train", "both")
-RUNTIMES = ("torch", "onnxruntime")
-TRAIN_PRECISIONS = ("32-true", "bf16-mixed")  # the `effzoo train --precision` values a CPU step can use
 
 
 def latency_stats(seconds: list[float], batch_size: int) -> dict[str, Any]:
@@ -75,10 +71,6 @@ def _timm_model(name: str, effzoo_args: dict[str, Any], num_classes: int, in_cha
     if changed:
         return None, (f"effzoo's {name} with {', '.join(f'{k}={effzoo_args[k]}' for k in changed)} is a different "
                       f"architecture (scaled or small-input); timm has no such model")
-    try:
-        import timm
-    except ImportError:  # pragma: no cover - timm is a dependency
-        return None, "timm is not installed"
     if not timm.is_model(name):
         return None, f"timm has no model named {name!r}"
     return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans), None
@@ -152,8 +144,6 @@ def benchmark(name: str, *, res: int | None = None, batch_size: int = 16, bench:
     if bench in ("infer", "both"):
         if runtime == "onnxruntime":
             log(f"inference: exporting {name} to ONNX (fold BN) and checking it against eager")
-            from ..export import OnnxRuntimeModel  # export imports this package: import it when needed
-
             fast = OnnxRuntimeModel.from_model(ours, size)
             runners = {"effzoo": infer_step(fast, x)}
             sides["effzoo"]["infer_path"] = f"BN folded, ONNX, {fast.runtime} ({fast.threads} threads)"
@@ -194,11 +184,7 @@ def benchmark(name: str, *, res: int | None = None, batch_size: int = 16, bench:
         for b in ("infer", "train"):
             if b in sides["effzoo"] and b in sides["timm"]:
                 speedup[b] = sides["effzoo"][b]["images_per_s"] / sides["timm"][b]["images_per_s"]
-    try:
-        import timm
-        timm_version = timm.__version__
-    except ImportError:  # pragma: no cover - timm is a dependency
-        timm_version = None
+    timm_version = timm.__version__
     return {
         "model": name,
         "model_args": {k: v for k, v in args.items()},
@@ -267,76 +253,3 @@ def interleaved_timings(runners: dict[str, Callable[[], None]], warmup: int, ite
         log(f"{what}: round {r + 1}/{repeats} " + ", ".join(f"{s} {len(t)} batches" for s, t in times.items()))
     return {side: (times[side], first[side]) for side in runners}
 
-
-# ---------------------------------------------------------------- CLI
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="registered model name, e.g. efficientnet_b0 (see `effzoo models`)")
-    p.add_argument("--phi", type=float, default=None, help="compound-scaling coefficient (no timm counterpart then)")
-    p.add_argument("--res", type=int, default=None, help="input resolution (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--bench", choices=BENCHES, default="both", help="inference, training or both (default)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the optimized inference model (slow first call)")
-    p.add_argument("--runtime", choices=RUNTIMES, default="torch",
-                   help="run inference in torch (default) or export to ONNX and run it in ONNX Runtime (CPU)")
-    p.add_argument("--precision", choices=TRAIN_PRECISIONS, default="32-true",
-                   help="effzoo's training step precision, as `effzoo train --precision` (timm's stays float32)")
-    p.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON to FILE ('-' for stdout)")
-    p.add_argument("--iters", type=int, default=10, help="timed batches per contestant per round")
-    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
-    p.add_argument("--warmup", type=int, default=2, help="untimed batches per contestant first")
-    p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--in-chans", type=int, default=3)
-    p.add_argument("--no-timm", action="store_true", help="do not benchmark timm's model")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto (a CUDA GPU when visible)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's); 1 is steadier on a CPU shared with other jobs")
-
-
-def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    result = benchmark(args.model, res=args.res, batch_size=args.batch_size, bench=args.bench, compile=args.compile,
-                       runtime=args.runtime, precision=args.precision,
-                       phi=args.phi, num_classes=args.num_classes, in_chans=args.in_chans, warmup=args.warmup,
-                       iters=args.iters, repeats=args.repeats, compare_timm=not args.no_timm, device=args.device, threads=args.threads,
-                       log=lambda m: console.log(m))
-    if args.json == "-":
-        print(json.dumps(result, indent=2))
-        return 0
-    Console(width=max(170, Console().width)).print(result_table(result))  # never wrap in pipes/CI logs
-    if result["timm_note"]:
-        print(f"no timm comparison: {result['timm_note']}")
-    for b, ratio in result["speedup"].items():
-        print(f"{'inference' if b == 'infer' else 'training'}: effzoo / timm = {ratio:.2f}x images/s")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
-        print(f"wrote {args.json}")
-    return 0
-
-
-def result_table(result: dict[str, Any]):
-    from rich.table import Table
-
-    env = result["environment"]
-    title = (f"{result['model']} at {result['resolution']} px, batch {result['batch_size']} "
-             f"({env['device']}, {env['threads']} threads, torch {env['torch']}, timm {env['timm']})")
-    table = Table(title=title)
-    for col in ("bench", "implementation", "how", "images/s", "p50 ms", "p90 ms", "p99 ms", "params (M)", "GMACs", "vs timm"):
-        table.add_column(col, justify="left" if col in ("bench", "implementation", "how") else "right", no_wrap=True)
-    for b in ("infer", "train"):
-        for side in ("effzoo", "timm"):
-            row = result.get(side)
-            if not row or b not in row:
-                continue
-            s = row[b]
-            ratio = result["speedup"].get(b) if side == "effzoo" else 1.0 if result["speedup"].get(b) else None
-            table.add_row(
-                "inference" if b == "infer" else "training", side, row[f"{b}_path"],
-                f"{s['images_per_s']:.1f}", f"{s['latency_ms']['p50']:.1f}", f"{s['latency_ms']['p90']:.1f}",
-                f"{s['latency_ms']['p99']:.1f}", f"{row['params'] / 1e6:.2f}", f"{row['macs'] / 1e9:.3f}",
-                "-" if ratio is None else f"{ratio:.2f}x",
-            )
-    return table

@@ -15,6 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..data import create_datamodule
+from ..models import model_info
+
 
 def parse_resolutions(text: str | Sequence[int], min_size: int = 1) -> list[int]:
     """Parse "224,256,288" (or a list) into sorted unique ints, each at least `min_size` (the net's stride)."""
@@ -110,8 +113,6 @@ def evaluate_loader(model: nn.Module, loader: DataLoader, num_classes: int, chan
 def resolution_sweep(model: nn.Module, datamodule: Any, resolutions: Sequence[int], split: str = "val",
                      crop_pct: float | None = None, with_macs: bool = False) -> list[dict[str, Any]]:
     """Evaluate `model` on `split` at each test resolution with the test-time preprocessing (resize by crop_pct, center crop)."""
-    from ..models import model_info
-
     stride = getattr(model, "total_stride", 1)
     rows = []
     for res in parse_resolutions(resolutions, stride):
@@ -137,8 +138,6 @@ def datamodule_for(model: nn.Module, data: str, *, data_dir: str | None = None, 
     evaluated with the statistics it saw in training. `val_fraction` and `source_options` (synthetic:
     num_classes, size, num_samples, ...) rebuild the splits of the run being evaluated.
     """
-    from ..data import create_datamodule
-
     cfg = getattr(model, "pretrained_cfg", {})
     require_preprocessing(cfg)
     dm = create_datamodule(data, data_dir=data_dir, batch_size=batch_size, num_workers=num_workers, seed=seed,

@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..artifacts.zoo_index import read_index
+
 # Tan & Le, ICML 2019, Table 2: (params M, FLOPs B, ImageNet top-1 %); the paper's FLOPs are multiply-adds.
 PAPER_TABLE2 = {
     "B0": (5.3, 0.39, 76.3), "B1": (7.8, 0.70, 78.8), "B2": (9.2, 1.0, 79.8), "B3": (12, 1.8, 81.1),
@@ -22,8 +24,6 @@ PAPER_TABLE2 = {
 
 def zoo_points(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """One point per indexed checkpoint that has a test top-1 and a MAC count."""
-    from ..zoo import read_index
-
     points = []
     for name, e in read_index(root)["models"].items():
         top1, macs = e.get("metrics", {}).get("test_top1"), e.get("test_macs") or e.get("macs")

@@ -1,11 +1,12 @@
-"""PNG plots for people: accuracy vs test resolution, and the confusion matrix."""
+"""PNG plots for people: accuracy vs test resolution, the confusion matrix, and the candidates of a
+coefficient search (accuracy vs MACs)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..checkpoints import atomic_write
+from ..artifacts.atomic import atomic_write
 
 
 def _pyplot():
@@ -48,6 +49,23 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title or "confusion matrix")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_search_candidates(rows: Sequence[dict[str, Any]], path: str | Path, annotate: int = 5,
+                           title: str = "grid search candidates") -> Path:
+    """Validation top-1 vs MACs of `effzoo search` candidates (`search.candidate_row` dicts: `macs`,
+    `best_accuracy`, `coefficients_arg`), best first; the first `annotate` are labelled alpha,beta,gamma."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    ax.scatter([r["macs"] / 1e6 for r in rows], [r["best_accuracy"] for r in rows])
+    for r in rows[:annotate]:
+        ax.annotate(r["coefficients_arg"], (r["macs"] / 1e6, r["best_accuracy"]), fontsize=6)
+    ax.set_xlabel("MMACs at phi = 1")
+    ax.set_ylabel("val top-1 (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
 

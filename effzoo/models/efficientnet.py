@@ -10,25 +10,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from torch import nn
-
-from ..scaling import check_multipliers, resolve_scaling, round_channels
-from .base import make_pretrained_cfg
-from .init import init_weights
-from .mbconv import MBConvNet, MBConvStage
+from ..scaling import resolve_scaling, round_resolution
+from .blocks import DepthwiseSeparable, InvertedResidual
 from .registry import register_model
+from .stage_net import BlockStage, MBConvNet, build_stage_net, dropout_for_phi
 
 # Table 1 of the paper, stages 2-8 (stage 1 is the 3x3 stem conv, stage 9 the 1x1 head).
-# Resolution in the comment is the stage's input size at 224 px.
+# Resolution in the comment is the stage's input size at 224 px. MBConv1 has no expand conv,
+# hence its own block class (timm's DepthwiseSeparable, with timm's module names).
 EFFICIENTNET_B0_STAGES = (
-    #            expand kernel stride out_chs repeats     # Table 1 stage, input resolution
-    MBConvStage(1, 3, 1, 16, 1),  # 2  MBConv1, k3x3  112x112
-    MBConvStage(6, 3, 2, 24, 2),  # 3  MBConv6, k3x3  112x112
-    MBConvStage(6, 5, 2, 40, 2),  # 4  MBConv6, k5x5   56x56
-    MBConvStage(6, 3, 2, 80, 3),  # 5  MBConv6, k3x3   28x28
-    MBConvStage(6, 5, 1, 112, 3),  # 6  MBConv6, k5x5   14x14
-    MBConvStage(6, 5, 2, 192, 4),  # 7  MBConv6, k5x5   14x14
-    MBConvStage(6, 3, 1, 320, 1),  # 8  MBConv6, k3x3    7x7
+    #          block               expand kernel stride out_chs repeats   # Table 1 stage, input resolution
+    BlockStage(DepthwiseSeparable, 1, 3, 1, 16, 1),   # 2  MBConv1, k3x3  112x112
+    BlockStage(InvertedResidual,   6, 3, 2, 24, 2),   # 3  MBConv6, k3x3  112x112
+    BlockStage(InvertedResidual,   6, 5, 2, 40, 2),   # 4  MBConv6, k5x5   56x56
+    BlockStage(InvertedResidual,   6, 3, 2, 80, 3),   # 5  MBConv6, k3x3   28x28
+    BlockStage(InvertedResidual,   6, 5, 1, 112, 3),  # 6  MBConv6, k5x5   14x14
+    BlockStage(InvertedResidual,   6, 5, 2, 192, 4),  # 7  MBConv6, k5x5   14x14
+    BlockStage(InvertedResidual,   6, 3, 1, 320, 1),  # 8  MBConv6, k3x3    7x7
 )
 STEM_CHS = 32  # stage 1, Conv3x3
 HEAD_CHS = 1280  # stage 9, Conv1x1 before pooling
@@ -67,47 +65,10 @@ HUB_IDS = {
 }
 
 
-def dropout_for_phi(phi: float) -> float:
-    """Dropout grows linearly from 0.2 (B0) to 0.5 (B7) with phi, as in the paper (clamped to [0, 0.5])."""
-    return min(0.5, max(0.0, 0.2 + 0.3 * phi / 7.0))
-
-
-def build_efficientnet(
-    architecture: str,
-    scaling: dict[str, Any],
-    *,
-    default_drop_rate: float,
-    in_chans: int = 3,
-    num_classes: int = 1000,
-    drop_rate: float | None = None,
-    drop_path_rate: float | None = None,
-    small_input: bool = False,
-    init: str = "efficientnet",
-    stages: tuple[MBConvStage, ...] = EFFICIENTNET_B0_STAGES,
-    act_layer: type[nn.Module] = nn.SiLU,
-    stem_chs: int = STEM_CHS,
-    head_chs: int | None = None,
-) -> MBConvNet:
-    """Scale a B0-like stage table by (width, depth) and build the network with its preprocessing config."""
-    width, depth = scaling["width"], scaling["depth"]
-    check_multipliers(depth, width, scaling["resolution"], min(s.out_chs for s in stages))
-    model = MBConvNet(
-        [s.scaled(width, depth) for s in stages],
-        stem_chs=round_channels(stem_chs, width),
-        head_chs=head_chs if head_chs is not None else round_channels(HEAD_CHS, width),
-        act_layer=act_layer,
-        in_chans=in_chans,
-        num_classes=num_classes,
-        drop_rate=default_drop_rate if drop_rate is None else drop_rate,
-        drop_path_rate=0.2 if drop_path_rate is None else drop_path_rate,
-        small_input=small_input,
-    )
-    init_weights(model, init)
-    model.pretrained_cfg = make_pretrained_cfg(
-        architecture, in_chans=in_chans, num_classes=num_classes, resolution=scaling["input_resolution"],
-        scaling=scaling, first_conv="conv_stem", classifier="classifier", total_stride=model.total_stride,
-    )
-    return model
+def _build_b0(architecture: str, scaling: dict[str, Any], **kwargs: Any) -> MBConvNet:
+    """B0's table, stem and head scaled by `scaling`; kwargs go to `stage_net.build_stage_net`."""
+    return build_stage_net(architecture, scaling, EFFICIENTNET_B0_STAGES, stem_chs=STEM_CHS, head_chs=HEAD_CHS,
+                           **kwargs)
 
 
 def _preset(name: str, phi: float | None = None, **kwargs: Any) -> MBConvNet:
@@ -117,15 +78,17 @@ def _preset(name: str, phi: float | None = None, **kwargs: Any) -> MBConvNet:
             f"Use create_model('efficientnet', phi=...) (or 'efficientnet_b0', phi=...) instead."
         )
     p = PRESETS[name]
-    scale_args = {k: kwargs.pop(k) for k in ("depth_multiplier", "width_multiplier", "resolution", "coefficients") if k in kwargs}
+    scale_args = {k: kwargs.pop(k) for k in ("depth_multiplier", "width_multiplier", "resolution", "base_resolution", "coefficients") if k in kwargs}
     if phi is not None:
         return efficientnet(phi=phi, **scale_args, **kwargs)
     scale_args.setdefault("depth_multiplier", p.depth)
     scale_args.setdefault("width_multiplier", p.width)
-    scale_args.setdefault("resolution", p.resolution)
+    # The preset's resolution is for 224-px data; other data scale it from their own base resolution.
+    base = scale_args.get("base_resolution", 224)
+    scale_args.setdefault("resolution", p.resolution if base == 224 else round_resolution(base, p.resolution / 224))
     scaling = resolve_scaling(**scale_args)
     scaling.update(family="efficientnet", preset=name)
-    model = build_efficientnet(name, scaling, default_drop_rate=p.dropout, **kwargs)
+    model = _build_b0(name, scaling, default_drop_rate=p.dropout, **kwargs)
     if name in HUB_IDS:
         model.pretrained_cfg["hf_hub_id"] = HUB_IDS[name]
     return model
@@ -134,10 +97,10 @@ def _preset(name: str, phi: float | None = None, **kwargs: Any) -> MBConvNet:
 @register_model
 def efficientnet(phi: float = 0.0, coefficients: tuple[float, float, float] | None = None, **kwargs: Any) -> MBConvNet:
     """B0 scaled by compound scaling: depth alpha^phi, width beta^phi, resolution 224 * gamma^phi."""
-    scale_args = {k: kwargs.pop(k) for k in ("depth_multiplier", "width_multiplier", "resolution") if k in kwargs}
+    scale_args = {k: kwargs.pop(k) for k in ("depth_multiplier", "width_multiplier", "resolution", "base_resolution") if k in kwargs}
     scaling = resolve_scaling(phi=phi, coefficients=coefficients, **scale_args)
     scaling["family"] = "efficientnet"
-    return build_efficientnet("efficientnet", scaling, default_drop_rate=dropout_for_phi(phi), **kwargs)
+    return _build_b0("efficientnet", scaling, default_drop_rate=dropout_for_phi(phi), **kwargs)
 
 
 def _register_presets() -> None:

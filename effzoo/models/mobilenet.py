@@ -11,22 +11,25 @@ from typing import Any
 
 from torch import nn
 
-from ..scaling import resolve_scaling, round_channels
-from .efficientnet import build_efficientnet, dropout_for_phi
-from .mbconv import MBConvNet, MBConvStage
+from ..scaling import resolve_scaling
+from .blocks import DepthwiseSeparable, InvertedResidual
 from .registry import register_model
+from .stage_net import BlockStage, MBConvNet, build_stage_net, dropout_for_phi
 
 # MobileNetV2 Table 2 (t = expand, c = out channels, n = repeats, s = stride); no squeeze-excite.
+# The t=1 bottleneck has no expand conv, hence its own block class (timm's DepthwiseSeparable).
 MOBILENETV2_STAGES = (
-    #            expand kernel stride out_chs repeats se
-    MBConvStage(1, 3, 1, 16, 1, 0.0),
-    MBConvStage(6, 3, 2, 24, 2, 0.0),
-    MBConvStage(6, 3, 2, 32, 3, 0.0),
-    MBConvStage(6, 3, 2, 64, 4, 0.0),
-    MBConvStage(6, 3, 1, 96, 3, 0.0),
-    MBConvStage(6, 3, 2, 160, 3, 0.0),
-    MBConvStage(6, 3, 1, 320, 1, 0.0),
+    #          block               t  k  s  c    n  se
+    BlockStage(DepthwiseSeparable, 1, 3, 1, 16, 1, 0.0),
+    BlockStage(InvertedResidual,   6, 3, 2, 24, 2, 0.0),
+    BlockStage(InvertedResidual,   6, 3, 2, 32, 3, 0.0),
+    BlockStage(InvertedResidual,   6, 3, 2, 64, 4, 0.0),
+    BlockStage(InvertedResidual,   6, 3, 1, 96, 3, 0.0),
+    BlockStage(InvertedResidual,   6, 3, 2, 160, 3, 0.0),
+    BlockStage(InvertedResidual,   6, 3, 1, 320, 1, 0.0),
 )
+STEM_CHS = 32  # Table 2's first conv2d
+HEAD_CHS = 1280  # Table 2's last conv2d 1x1; the paper never narrows it when width < 1
 WIDTHS = {"mobilenetv2_035": 0.35, "mobilenetv2_050": 0.5, "mobilenetv2_075": 0.75, "mobilenetv2_100": 1.0, "mobilenetv2_140": 1.4}
 HUB_IDS = {
     "mobilenetv2_050": "timm/mobilenetv2_050.lamb_in1k",
@@ -37,14 +40,13 @@ HUB_IDS = {
 
 def _mobilenetv2(name: str, base_width: float, phi: float | None = None,
                  coefficients: tuple[float, float, float] | None = None, **kwargs: Any) -> MBConvNet:
-    scale_args = {k: kwargs.pop(k) for k in ("depth_multiplier", "width_multiplier", "resolution") if k in kwargs}
+    scale_args = {k: kwargs.pop(k) for k in ("depth_multiplier", "width_multiplier", "resolution", "base_resolution") if k in kwargs}
     scaling = resolve_scaling(phi=phi, coefficients=coefficients, **scale_args)
     scaling["width"] *= base_width  # the variant's own width is the starting point of the scaling
     scaling.update(family="mobilenetv2", preset=name)
-    width = scaling["width"]
-    model = build_efficientnet(
-        name, scaling, default_drop_rate=dropout_for_phi(phi or 0.0), stages=MOBILENETV2_STAGES,
-        act_layer=nn.ReLU6, head_chs=max(1280, round_channels(1280, width)), **kwargs,
+    model = build_stage_net(
+        name, scaling, MOBILENETV2_STAGES, stem_chs=STEM_CHS, head_chs=HEAD_CHS, shrink_head=False,
+        default_drop_rate=dropout_for_phi(phi or 0.0), act_layer=nn.ReLU6, **kwargs,
     )
     if name in HUB_IDS and phi is None and not scale_args:
         model.pretrained_cfg["hf_hub_id"] = HUB_IDS[name]

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..scaling import check_multipliers, resolve_scaling, round_channels, round_repeats
-from .base import ZooModel, make_pretrained_cfg
+from .base import ZooModel, auto_small_input, make_pretrained_cfg
 from .init import init_weights
 from .layers import DropPath, drop_path_rates
 from .registry import register_model
@@ -140,13 +140,15 @@ class ResNet(ZooModel):
 
 def _resnet(name: str, phi: float | None = None, coefficients: tuple[float, float, float] | None = None, *,
             in_chans: int = 3, num_classes: int = 1000, drop_rate: float | None = None,
-            drop_path_rate: float | None = None, small_input: bool = False, init: str = "efficientnet",
+            drop_path_rate: float | None = None, small_input: bool | None = None, init: str = "efficientnet",
             **scale_args: Any) -> ResNet:
     block, repeats = LAYOUTS[name]
     scaling = resolve_scaling(phi=phi, coefficients=coefficients, **scale_args)
     scaling.update(family="resnet", preset=name)
     depth, width = scaling["depth"], scaling["width"]
     check_multipliers(depth, width, scaling["resolution"], min(STAGE_CHANNELS))
+    if small_input is None:  # auto: decided by the resolution the scaling rule gives
+        small_input = auto_small_input(scaling["input_resolution"])
     stages = [ResNetStage(round_channels(c, width), round_repeats(n, depth), s)
               for c, n, s in zip(STAGE_CHANNELS, repeats, STAGE_STRIDES)]
     model = ResNet(block, stages, stem_chs=round_channels(64, width), in_chans=in_chans, num_classes=num_classes,
@@ -155,10 +157,10 @@ def _resnet(name: str, phi: float | None = None, coefficients: tuple[float, floa
     model.init_weights(init)
     model.pretrained_cfg = make_pretrained_cfg(
         name, in_chans=in_chans, num_classes=num_classes, resolution=scaling["input_resolution"], scaling=scaling,
-        first_conv="conv1", classifier="fc", total_stride=model.total_stride,
+        first_conv="conv1", classifier="fc", total_stride=model.total_stride, small_input=small_input,
     )
     if phi is None and not scale_args:
-        model.pretrained_cfg["hf_hub_id"] = HUB_IDS[name]
+        model.pretrained_cfg.hf_hub_id = HUB_IDS[name]
     return model
 
 

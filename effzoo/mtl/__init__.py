@@ -12,7 +12,7 @@ from .labels import (
     rotate_batch,
 )
 from .losses import label_counts, multitask_losses, task_loss, valid_mask
-from .model import MultiTaskModel
+from ..models.multitask import MultiTaskModel
 from .regularizers import (
     REGULARIZERS,
     Regularizer,
@@ -22,7 +22,7 @@ from .regularizers import (
     penalty_loss,
 )
 from .report import TaskTransfer, TransferReport, print_report, render_table, transfer_report, write_json
-from .tasks import TaskSpec, load_tasks_yaml, main_task, parse_tasks, validate_tasks
+from ..tasks import TaskSpec, load_tasks_yaml, main_task, parse_tasks, validate_tasks
 from .gradients import gradient_cosine, pcgrad_project, task_gradients
 from .weighting import WEIGHTINGS, Weighting, create_weighting
 

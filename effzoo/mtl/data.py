@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch.utils.data import ConcatDataset, Dataset, WeightedRandomSampler
 
-from .tasks import TaskSpec
+from ..tasks import TaskSpec
 
 
 def missing_label(spec: TaskSpec) -> torch.Tensor:

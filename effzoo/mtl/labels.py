@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from .tasks import TaskSpec
+from ..tasks import TaskSpec
 
 #: Fashion-MNIST fine class -> coarse group. Groups: 0 tops {T-shirt, Pullover, Coat, Shirt},
 #: 1 bottoms + one-piece {Trouser, Dress}, 2 footwear {Sandal, Sneaker, Ankle boot}, 3 bag {Bag}.

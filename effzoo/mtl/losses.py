@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from .tasks import TaskSpec
+from ..tasks import TaskSpec
 
 
 def valid_mask(target: torch.Tensor, spec: TaskSpec) -> torch.Tensor:

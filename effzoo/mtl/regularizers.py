@@ -25,7 +25,7 @@ from typing import ClassVar
 
 import torch
 
-from .model import MultiTaskModel
+from ..models.multitask import MultiTaskModel
 
 
 def check_strength(value: float, what: str = "strength") -> float:

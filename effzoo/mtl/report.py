@@ -32,6 +32,9 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
+from rich.console import Console
+from rich.table import Table
+
 
 def _mean_std(xs: Sequence[float]) -> tuple[float, float]:
     n = len(xs)
@@ -48,7 +51,7 @@ def t_quantile(q: float, df: int) -> float:
 
 
 def _t_pvalue(tstat: float, df: int) -> float:
-    from scipy.stats import t
+    from scipy.stats import t  # deferred: slow to import (see _t_quantile)
 
     return float(2 * t.sf(abs(tstat), df))
 
@@ -188,7 +191,6 @@ def _pm(m: float, s: float, fmt: str = ".4g") -> str:
 
 def render_table(report: TransferReport):  # -> rich.table.Table
     """A rich table: per-task metrics, Δ, Δ%, CI, p and verdict; Δm in the caption."""
-    from rich.table import Table
 
     table = Table(title=f"Multi-task transfer ({len(report.seeds)} seed(s), {report.confidence:.0%} CI)")
     for col in ("task", "dir", "STL", "MTL", "Δ", "Δ %", "CI ±", "p", "transfer"):
@@ -208,7 +210,6 @@ def render_table(report: TransferReport):  # -> rich.table.Table
 
 def print_report(report: TransferReport, console: Any = None) -> None:
     """Print the table to a rich Console (stdout by default)."""
-    from rich.console import Console
 
     (console or Console()).print(render_table(report))
 

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from .gradients import pcgrad_project, sync_mean, task_gradients
-from .tasks import TaskSpec
+from ..tasks import TaskSpec
 
 Losses = Mapping[str, torch.Tensor]
 

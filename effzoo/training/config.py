@@ -15,6 +15,9 @@ from typing import Any, Mapping
 
 import yaml
 
+from ..artifacts.atomic import atomic_write
+from ..tasks import TaskSpec, parse_tasks
+
 OPTIMIZERS = ("rmsproptf", "rmsprop", "sgd", "momentum", "adamw")
 SCHEDULES = ("step", "cosine", "constant")
 # Base learning rate per 256 images of global batch, when neither --lr nor --lr-base is given.
@@ -96,7 +99,7 @@ class TrainConfig:
     test: bool = option(True, "evaluate the selected model once on the test split at the end")
     progress_bar: bool = option(True, "show a progress bar")
     # -- multi-task (off unless `tasks` is set) -------------------------------------------------
-    tasks: str | list | dict | None = option(None, "multi-task heads, e.g. fine:cls:10,coarse:cls:4:0.5 (YAML: a list or mapping); the first is the main task", "tasks")
+    tasks: list[TaskSpec] | None = option(None, "multi-task heads, e.g. fine:cls:10,coarse:cls:4:0.5 (YAML: a list or mapping); the first is the main task", "tasks")
     weighting: str = option("fixed", "multi-task loss weighting", choices=("fixed", "uncertainty", "dwa", "gradnorm", "pcgrad"))
     weighting_options: dict = option({}, "options of the weighting (dwa: temperature; gradnorm: alpha, lr; uncertainty: form)", "dict")
     head_reg: str | None = option(None, "structural regularizer of the stacked heads (l1, ridge, elastic_net, l21, trace), as a proximal step", "str")
@@ -135,13 +138,17 @@ class TrainConfig:
         self.validate_multitask()
 
     def validate_multitask(self) -> None:
+        """The multi-task rules, checked where the config is read (tasks are parsed by `coerce`)."""
         if self.tasks is None:
             return
-        from ..mtl import create_weighting, make_regularizer, parse_tasks
+        # deferred: mtl needs torch, and the command line builds its parser from this module
+        from ..mtl import WEIGHTINGS, create_weighting, make_regularizer
         from ..mtl.regularizers import check_strength
 
-        specs = parse_tasks(self.tasks)
-        create_weighting(self.weighting, specs, **self.weighting_options)  # bad names/options fail here
+        if self.tasks[0].kind != "classification":
+            raise ValueError(f"the main (first) task {self.tasks[0].name!r} must be a classification task: its "
+                             "validation top-1 selects the checkpoint")
+        create_weighting(self.weighting, self.tasks, **self.weighting_options)  # bad names/options fail here
         check_strength(self.head_reg_strength, "head_reg_strength")
         if self.head_reg is not None:
             make_regularizer(self.head_reg)
@@ -149,18 +156,17 @@ class TrainConfig:
             raise ValueError(f"main_label_limit must be >= 1, got {self.main_label_limit}")
         if self.mixup > 0 or self.cutmix > 0:
             raise ValueError("mixup/cutmix mix class labels of one task; they are not supported with --tasks")
-        if self.weighting == "pcgrad":
-            if "16" in str(self.precision) and "bf16" not in str(self.precision):
-                raise ValueError("weighting pcgrad writes gradients itself, bypassing AMP's GradScaler: "
-                                 "use --precision 32-true or bf16-mixed, not 16-mixed")
-            if "ddp" in str(self.strategy) or self.num_nodes > 1 or (isinstance(self.devices, int) and self.devices > 1) \
-                    or (isinstance(self.devices, list) and len(self.devices) > 1):
-                raise ValueError("weighting pcgrad bypasses DDP's gradient all-reduce: train it on one device, "
-                                 "or pick another weighting (fixed, uncertainty, dwa, gradnorm) for DDP")
+        if WEIGHTINGS[self.weighting].gradient_level and "16" in str(self.precision) and "bf16" not in str(self.precision):
+            raise ValueError(f"weighting {self.weighting} writes gradients itself, bypassing AMP's GradScaler: "
+                             "use --precision 32-true or bf16-mixed, not 16-mixed")
 
     # -- conversions ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """Plain data (YAML/JSON-ready): task specs as their dicts."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.tasks is not None:
+            values["tasks"] = [t.to_dict() for t in self.tasks]
+        return values
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return from_dict({**self.to_dict(), **changes})
@@ -239,8 +245,6 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def save_yaml(config: TrainConfig, path: str | Path) -> Path:
-    from ..checkpoints import atomic_write
-
     text = yaml.safe_dump(config.to_dict(), sort_keys=False)
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
@@ -287,6 +291,8 @@ def coerce(f: dataclasses.Field, value: Any) -> Any:
                 raise TypeError
     except (TypeError, ValueError):
         raise ValueError(f"{name}: expected {kind}, got {value!r}") from None
+    if kind == "tasks":
+        return parse_tasks(value)  # parsed once, here; its errors name the task and the field
     choices = f.metadata["choices"]
     if choices and value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")

@@ -14,9 +14,10 @@ from typing import Any, Sequence
 
 import torch
 
-from ..cards import write_model_card
-from ..cards.model_card import final_fixres_stage
-from ..checkpoints import MODEL_META, atomic_write, load_checkpoint, save_model
+from ..artifacts.atomic import atomic_write
+from ..artifacts.cards import write_model_card
+from ..artifacts.cards.model_card import final_fixres_stage
+from ..artifacts.weights import MODEL_META, load_checkpoint, save_model
 from ..evaluation.evaluate import (best_resolution, datamodule_for, evaluate_loader, parse_resolutions, predict,
                                    resolution_sweep)
 from .fixres import fit_temperature, fixres_finetune, fold_temperature, recalibrate_bn
@@ -106,7 +107,7 @@ def _export(output: Path, model: torch.nn.Module, meta: dict[str, Any], report: 
     cfg["test_input_size"] = (cfg["input_size"][0], chosen, chosen)
     final = final_fixres_stage(report["test"])
     val_after = next(r for r in report["sweep_after"] if r["resolution"] == chosen)
-    meta = dict(meta, pretrained_cfg=cfg, test_resolution=chosen, name=f"{meta.get('name', cfg['model_name'])}-fixres{chosen}")
+    meta = dict(meta, pretrained_cfg=cfg.to_dict(), test_resolution=chosen, name=f"{meta.get('name', cfg['model_name'])}-fixres{chosen}")
     metrics = dict(meta.get("metrics", {}))
     # model.json stores accuracies as fractions, like the training metrics it sits beside.
     metrics.update({"val_top1": val_after["top1"] / 100, "val_loss": val_after["loss"], "test_top1": final["top1"] / 100,

@@ -1,8 +1,9 @@
 """`ClassificationModule`: a zoo model, its loss, metrics and optimization recipe as a LightningModule.
 
-Only plain data goes into the hyperparameters (the registry name and arguments that rebuild the
-model, the recipe, the data's preprocessing), so a `.ckpt` loads with `weights_only=True` and
-`effzoo.load_checkpoint` can rebuild the model from it without Lightning.
+The module takes a built model (built once by `run.build`). Only plain data goes into the
+hyperparameters (the registry name and arguments that rebuild the model, the recipe, the data's
+preprocessing), so a `.ckpt` loads with `weights_only=True` and `effzoo.load_checkpoint` can
+rebuild the model from it without Lightning.
 """
 
 from __future__ import annotations
@@ -14,24 +15,25 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from ..checkpoints import apply_data_config
-from ..models import create_model
+from ..artifacts.weights import apply_data_config
 from .recipe import create_optimizer, create_scheduler, scaled_lr
 
 CKPT_KEY = "effzoo"  # our extra state in Lightning checkpoints: val metrics of that epoch, RNG states
 
 
 class ClassificationModule(pl.LightningModule):
-    def __init__(self, model_name: str, model_args: dict[str, Any], recipe: dict[str, Any] | None = None,
-                 data_config: dict[str, Any] | None = None, channels_last: bool = True, compile: bool = False) -> None:
+    def __init__(self, model: nn.Module, recipe: dict[str, Any] | None = None, data_config: dict[str, Any] | None = None,
+                 channels_last: bool = True, compile: bool = False) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.recipe = dict(recipe or {})
-        self.model = create_model(model_name, **model_args)
         if data_config:
-            apply_data_config(self.model, data_config)
+            apply_data_config(model, data_config)
+        self.save_hyperparameters(plain_hyperparameters(model, recipe, data_config, channels_last=channels_last,
+                                                        compile=compile))
+        self.recipe = dict(recipe or {})
+        self.model = model
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         n = self.model.num_classes
@@ -106,6 +108,14 @@ class ClassificationModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         restore_checkpoint_extras(checkpoint)
+
+
+def plain_hyperparameters(model: nn.Module, recipe: dict[str, Any] | None, data_config: dict[str, Any] | None,
+                          **extra: Any) -> dict[str, Any]:
+    """What a Lightning checkpoint stores to rebuild the model: names, arguments and numbers, no objects."""
+    cfg = model.pretrained_cfg
+    return {"model_name": cfg.model_name, "model_args": dict(cfg.model_args or {}), "recipe": recipe,
+            "data_config": data_config, **extra}
 
 
 def get_rng_states() -> dict[str, Any]:

@@ -13,11 +13,11 @@ from typing import Any, Sequence
 
 import pytorch_lightning as pl
 import torch
+from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from ..checkpoints import apply_data_config
+from ..artifacts.weights import apply_data_config
 from ..data import ClassificationDataModule
-from ..models import create_model
 from ..mtl import (
     MultiTaskDataset,
     MultiTaskModel,
@@ -30,11 +30,10 @@ from ..mtl import (
     label_counts,
     make_task_labels,
     multitask_losses,
-    parse_tasks,
     rotate_batch,
     validate_tasks,
 )
-from .module import configure_recipe_optimizers, restore_checkpoint_extras, save_checkpoint_extras
+from .module import configure_recipe_optimizers, plain_hyperparameters, restore_checkpoint_extras, save_checkpoint_extras
 
 
 class MultiTaskDataModule(ClassificationDataModule):
@@ -49,8 +48,6 @@ class MultiTaskDataModule(ClassificationDataModule):
     def __init__(self, source: Any, *, tasks: Sequence[TaskSpec], main_label_limit: int | None = None,
                  **kwargs: Any) -> None:
         super().__init__(source, **kwargs)
-        if self.mixup_fn is not None:
-            raise ValueError("mixup/cutmix are not supported with --tasks")
         self.tasks = list(tasks)
         validate_tasks(self.tasks, num_classes=self.num_classes)
         self.main_label_limit = main_label_limit
@@ -84,18 +81,20 @@ class MultiTaskModule(pl.LightningModule):
     head regularizer is applied as a proximal step after each optimizer step.
     """
 
-    def __init__(self, model_name: str, model_args: dict[str, Any], tasks: list[dict[str, Any]],
+    def __init__(self, backbone: nn.Module, tasks: Sequence[TaskSpec],
                  recipe: dict[str, Any] | None = None, data_config: dict[str, Any] | None = None,
                  channels_last: bool = True, compile: bool = False, weighting: str = "fixed",
                  weighting_options: dict[str, Any] | None = None, head_reg: str | None = None,
                  head_reg_strength: float = 0.0, feature_norm: str = "none") -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.recipe = dict(recipe or {})
-        self.tasks = parse_tasks(tasks)
-        backbone = create_model(model_name, **model_args)
         if data_config:
             apply_data_config(backbone, data_config)
+        self.tasks = list(tasks)
+        self.save_hyperparameters(plain_hyperparameters(
+            backbone, recipe, data_config, tasks=[t.to_dict() for t in self.tasks], channels_last=channels_last,
+            compile=compile, weighting=weighting, weighting_options=dict(weighting_options or {}), head_reg=head_reg,
+            head_reg_strength=head_reg_strength, feature_norm=feature_norm))
+        self.recipe = dict(recipe or {})
         if channels_last:
             backbone = backbone.to(memory_format=torch.channels_last)
         self.model = MultiTaskModel(backbone, self.tasks, feature_norm=feature_norm)

@@ -31,7 +31,7 @@ def scaled_lr(recipe: Mapping[str, Any], global_batch: int) -> float:
 
 def create_optimizer(model: nn.Module, recipe: Mapping[str, Any], lr: float) -> torch.optim.Optimizer:
     """timm's `create_optimizer_v2`; weight decay skips biases and normalization parameters."""
-    from timm.optim import create_optimizer_v2
+    from timm.optim import create_optimizer_v2  # deferred: timm takes seconds to import
 
     name = recipe["opt"]
     kwargs: dict[str, Any] = {}

@@ -16,17 +16,22 @@ from typing import Any, Callable, Mapping
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
+from pytorch_lightning.callbacks import EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
 
-from ..checkpoints import atomic_write
+from ..artifacts.atomic import atomic_write
+from ..data import ClassificationDataModule, create_source
 from ..models import create_model
+from ..mtl import WEIGHTINGS
 from ..scaling import CompoundScaling, round_resolution
 from .config import TrainConfig, resolve, save_yaml
 from .module import CKPT_KEY, ClassificationModule
+from .mtl_module import MultiTaskDataModule, MultiTaskModule
+from .outputs import export_run
 
 LAST = "last.ckpt"
 # Upsampling beyond this factor over the data's own base resolution adds no detail, only cost.
 MAX_UPSCALE = 4.0
-AUTO_SMALL_INPUT_BELOW = 128  # px; see auto_small_input
 # Lightning notices that are expected here, not actionable by the user.
 QUIET = (r".*smaller than the logging interval.*", r"Checkpoint directory .* exists and is not empty.*",
          r".*isinstance\(treespec, LeafSpec\).*")
@@ -62,30 +67,40 @@ def default_output(cfg: TrainConfig) -> Path:
     return Path("runs") / f"{data}-{cfg.model}{phi}"
 
 
-def model_spec(cfg: TrainConfig, in_chans: int, num_classes: int) -> dict[str, Any]:
-    args: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_chans, "small_input": bool(cfg.small_input)}
+def model_spec(cfg: TrainConfig, base_resolution: int, in_chans: int, num_classes: int) -> dict[str, Any]:
+    """The registry arguments of the run's model. The data's base resolution goes in with them, so the
+    builder computes the train resolution once (base x gamma^phi, or `--image-size`) and decides an
+    automatic `small_input` from it."""
+    args: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_chans, "small_input": cfg.small_input,
+                            "base_resolution": base_resolution}
     for key in ("phi", "coefficients", "depth_multiplier", "width_multiplier", "drop_rate", "drop_path_rate"):
         if getattr(cfg, key) is not None:
             args[key] = getattr(cfg, key)
+    if cfg.image_size:
+        args["resolution"] = cfg.image_size
     return args
 
 
-def train_resolution(cfg: TrainConfig, base_resolution: int, multiplier: float, stride: int | None = None) -> int:
-    """`--image-size`, else the data's base resolution times the model's resolution multiplier, checked
-    against the model's total stride (when known) and against pointless upsampling."""
-    res = cfg.image_size or round_resolution(base_resolution, multiplier)
-    what = f"--image-size {res}" if cfg.image_size else (
-        f"{cfg.model} (phi={cfg.phi}) scales the data's base resolution {base_resolution} px by "
-        f"{multiplier:.3g} to {res} px")
-    if stride is not None and res < stride:
+def check_upscale(cfg: TrainConfig, base_resolution: int) -> None:
+    """Refuse a phi whose resolution only upsamples the data, before building a possibly huge model."""
+    if cfg.phi is None or cfg.image_size:
+        return
+    res = round_resolution(base_resolution, CompoundScaling.from_tuple(cfg.coefficients).factors(cfg.phi).resolution)
+    if res > MAX_UPSCALE * base_resolution:
+        raise ValueError(
+            f"phi too large for this data's resolution: {cfg.model} (phi={cfg.phi}) scales the data's base "
+            f"resolution {base_resolution} px to {res} px, more than {MAX_UPSCALE:g}x the data's own resolution; "
+            f"upsampling adds no detail but multiplies the cost. Use a smaller phi, or pass --image-size explicitly")
+
+
+def check_stride(cfg: TrainConfig, model: torch.nn.Module) -> int:
+    """The model's train resolution, checked against its total stride (its last map must not be empty)."""
+    res, stride = model.pretrained_cfg.input_size[-1], model.total_stride
+    if res < stride:
+        what = f"--image-size {res}" if cfg.image_size else f"{cfg.model} (phi={cfg.phi}) trains at {res} px"
         raise ValueError(
             f"phi too small for this data's resolution: {what}, below the model's total stride {stride} "
             f"(its last feature map would be empty); use --small-input (stride 8) or a larger phi")
-    if not cfg.image_size and res > MAX_UPSCALE * base_resolution:
-        raise ValueError(
-            f"phi too large for this data's resolution: {what}, more than {MAX_UPSCALE:g}x the data's own "
-            f"resolution; upsampling adds no detail but multiplies the cost. Use a smaller phi, or pass "
-            f"--image-size explicitly")
     return res
 
 
@@ -122,12 +137,14 @@ def ema_avg_with_warmup(decay: float) -> Callable[[torch.Tensor, torch.Tensor, t
 
 
 def build_trainer(cfg: TrainConfig, output: Path) -> pl.Trainer:
-    from pytorch_lightning.callbacks import EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint
-    from pytorch_lightning.loggers import CSVLogger
-
     callbacks: list[pl.Callback] = [
         ModelCheckpoint(dirpath=output, filename="best-epoch{epoch:03d}-top1_{val_top1:.4f}", monitor="val_top1",
-                        mode="max", save_top_k=1, save_last=True, auto_insert_metric_name=False),
+                        mode="max", save_top_k=1, auto_insert_metric_name=False),
+        # `last.ckpt` from its own callback: Lightning 2.6's save_last=True writes "last" only in an epoch that
+        # also saved a top-k checkpoint, so after an epoch that did not improve val_top1, last.ckpt (what
+        # --resume continues from) stayed at the best epoch. Without a monitor this one saves every epoch.
+        ModelCheckpoint(dirpath=output, filename=LAST.removesuffix(".ckpt"), save_top_k=1, every_n_epochs=1,
+                        enable_version_counter=False),
         LearningRateMonitor(logging_interval="step"),
     ]
     if cfg.ema_decay > 0:
@@ -149,29 +166,21 @@ def build_trainer(cfg: TrainConfig, output: Path) -> pl.Trainer:
     )
 
 
-def build(cfg: TrainConfig) -> tuple[TrainConfig, pl.LightningDataModule, ClassificationModule]:
-    """The data module and LightningModule of a config (model from the data's channels/classes), and the
-    config with `small_input` resolved when it was left to auto (None)."""
-    from ..data import ClassificationDataModule, create_source
-
+def build(cfg: TrainConfig) -> tuple[TrainConfig, pl.LightningDataModule, pl.LightningModule]:
+    """The data module and LightningModule of a config, and the config with `small_input` resolved when
+    it was left to auto (None). The model is built once, here, from the data's channels, classes and
+    base resolution; the data module then takes its resolution from the model."""
     source = create_source(cfg.data, data_dir=cfg.data_dir, seed=cfg.seed, val_fraction=cfg.val_fraction,
                            on_bad_image=cfg.on_bad_image, **cfg.data_options)
-    base = source.base_resolution
-    if cfg.phi is not None:  # refuse a hopeless phi before building a possibly huge model
-        train_resolution(cfg, base, CompoundScaling.from_tuple(cfg.coefficients).factors(cfg.phi).resolution)
-    probe = create_model(cfg.model, **model_spec(cfg, source.in_chans, source.num_classes))
-    multiplier = probe.pretrained_cfg["scaling"]["resolution"]
-    if cfg.small_input is None:
-        small = auto_small_input(cfg.image_size or round_resolution(base, multiplier))
-        cfg = cfg.replace(small_input=small)
-        if small:
-            probe = create_model(cfg.model, **model_spec(cfg, source.in_chans, source.num_classes))
-    res = train_resolution(cfg, base, multiplier, probe.total_stride)
+    check_upscale(cfg, source.base_resolution)
+    if cfg.tasks is not None:
+        check_weighting_fits_devices(cfg)
+    model = create_model(cfg.model, **model_spec(cfg, source.base_resolution, source.in_chans, source.num_classes))
+    res = check_stride(cfg, model)
+    cfg = cfg.replace(small_input=bool(model.pretrained_cfg.small_input))
     dm_class, extra = ClassificationDataModule, {}
     if cfg.tasks is not None:
-        from .mtl_module import MultiTaskDataModule
-
-        dm_class, extra = MultiTaskDataModule, {"tasks": _task_specs(cfg), "main_label_limit": cfg.main_label_limit}
+        dm_class, extra = MultiTaskDataModule, {"tasks": cfg.tasks, "main_label_limit": cfg.main_label_limit}
     dm = dm_class(
         source, **extra, batch_size=cfg.batch_size, image_size=res, eval_image_size=cfg.eval_image_size,
         crop_pct=cfg.crop_pct, interpolation=cfg.interpolation, num_workers=cfg.num_workers, seed=cfg.seed,
@@ -180,36 +189,22 @@ def build(cfg: TrainConfig) -> tuple[TrainConfig, pl.LightningDataModule, Classi
     data_config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dm.data_config.items()}
     recipe = {k: v for k, v in cfg.to_dict().items() if k not in ("resume",)}
     if cfg.tasks is not None:
-        from .mtl_module import MultiTaskModule
-
-        module: Any = MultiTaskModule(
-            probe.pretrained_cfg["model_name"], probe.pretrained_cfg["model_args"],
-            [t.to_dict() for t in _task_specs(cfg)], recipe, data_config, channels_last=cfg.channels_last,
-            compile=cfg.compile, weighting=cfg.weighting, weighting_options=dict(cfg.weighting_options),
-            head_reg=cfg.head_reg, head_reg_strength=cfg.head_reg_strength, feature_norm=cfg.feature_norm)
-        return cfg, dm, module
-    module = ClassificationModule(probe.pretrained_cfg["model_name"], probe.pretrained_cfg["model_args"], recipe,
-                                  data_config, channels_last=cfg.channels_last, compile=cfg.compile)
+        module: pl.LightningModule = MultiTaskModule(
+            model, cfg.tasks, recipe, data_config, channels_last=cfg.channels_last, compile=cfg.compile,
+            weighting=cfg.weighting, weighting_options=dict(cfg.weighting_options), head_reg=cfg.head_reg,
+            head_reg_strength=cfg.head_reg_strength, feature_norm=cfg.feature_norm)
+    else:
+        module = ClassificationModule(model, recipe, data_config, channels_last=cfg.channels_last, compile=cfg.compile)
     return cfg, dm, module
 
 
-def _task_specs(cfg: TrainConfig) -> list:
-    from ..mtl import parse_tasks
-
-    specs = parse_tasks(cfg.tasks)
-    if specs[0].kind != "classification":
-        raise ValueError(f"the main (first) task {specs[0].name!r} must be a classification task: its "
-                         "validation top-1 selects the checkpoint")
-    if cfg.weighting == "pcgrad" and _world_size(cfg, cfg.accelerator in ("gpu", "cuda") or (
-            cfg.accelerator == "auto" and torch.cuda.is_available())) > 1:
-        raise ValueError("weighting pcgrad bypasses DDP's gradient all-reduce: train it on one device")
-    return specs
-
-
-def auto_small_input(resolution: int) -> bool:
-    """Small inputs get the stride-8 stem: below 128 px a stride-32 network ends under a 4x4 map. (Measured on
-    digits: 32 px at stride 8 reached 97% val where 64 px at stride 32, a 2x2 map, plateaued at 92%.)"""
-    return resolution < AUTO_SMALL_INPUT_BELOW
+def check_weighting_fits_devices(cfg: TrainConfig) -> None:
+    """A gradient-level weighting (PCGrad) writes gradients itself, bypassing DDP's all-reduce."""
+    on_gpu = cfg.accelerator in ("gpu", "cuda") or (cfg.accelerator == "auto" and torch.cuda.is_available())
+    distributed = "ddp" in str(cfg.strategy) or _world_size(cfg, on_gpu) > 1  # DDP wraps even one process
+    if WEIGHTINGS[cfg.weighting].gradient_level and distributed:
+        raise ValueError(f"weighting {cfg.weighting} edits gradients itself, bypassing DDP's gradient all-reduce: "
+                         "train it on one device, or pick a loss-level weighting (fixed, uncertainty, dwa, gradnorm)")
 
 
 @dataclass
@@ -228,8 +223,6 @@ def train(config: TrainConfig | Mapping[str, Any]) -> Path:
 
 def run_training(config: TrainConfig | Mapping[str, Any]) -> TrainResult:
     """`train`, returning the trained module, Trainer and data module too (for tests and notebooks)."""
-    from .export import export_run
-
     cfg = config if isinstance(config, TrainConfig) else resolve(config)
     output = prepare_output(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)

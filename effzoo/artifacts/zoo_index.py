@@ -19,15 +19,14 @@ Adding a model (what built the shipped ones)::
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
-import shutil
 import subprocess
-import warnings
 from pathlib import Path
 from typing import Any, Mapping
+
+from .atomic import atomic_write
 
 INDEX_NAME = "index.json"
 INDEX_FORMAT = "effzoo-zoo/1"
@@ -38,6 +37,8 @@ SHIPPED_FILES = (WEIGHTS, META, "metrics.json", "config.yaml", "fixres.json")
 # Files whose digest must match the index before anything is loaded (weights, and the metadata that
 # decides the architecture and preprocessing); the others are documentation, checked by `verify`.
 GUARDED_FILES = (WEIGHTS, META)
+# The source tree (effzoo/artifacts/zoo_index.py -> the repository): its checkpoints/ is the default zoo.
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -53,7 +54,7 @@ def checkpoints_dir() -> Path | None:
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env).expanduser()
-    repo = Path(__file__).resolve().parent.parent / "checkpoints"
+    repo = REPO_ROOT / "checkpoints"
     return repo if (repo / INDEX_NAME).is_file() else None
 
 
@@ -144,6 +145,7 @@ def check_against_index(weights: str | os.PathLike) -> None:
             return
 
 
+# -- adding models -----------------------------------------------------------------------------
 def find_pretrained(model: Any) -> Path | None:
     """The verified local weights of a shipped model built by `create_model(<shipped name>)`, else None."""
     name = getattr(model, "pretrained_cfg", {}).get("zoo_name")
@@ -152,56 +154,9 @@ def find_pretrained(model: Any) -> Path | None:
     return verify(name, model.pretrained_cfg.get("zoo_root")) / WEIGHTS
 
 
-def load_shipped(name: str, root: str | os.PathLike | None = None) -> Any:
-    """The shipped model `name`, verified and ready for inference (same as `effzoo.load_checkpoint(folder)`)."""
-    from .checkpoints import load_checkpoint
-
-    return load_checkpoint(verify(name, root))
-
-
-# -- registration ------------------------------------------------------------------------------
-def _builder(name: str, root: Path | None):
-    def build(**kwargs: Any) -> Any:
-        from .checkpoints import apply_data_config
-        from .models import create_model
-
-        meta = json.loads((model_folder(name, root) / META).read_text())
-        model = create_model(meta["model_name"], **{**meta.get("model_args", {}), **kwargs})
-        apply_data_config(model, meta.get("pretrained_cfg", {}))
-        model.pretrained_cfg.update(zoo_name=name, hf_hub_id=None)
-        if root is not None:
-            model.pretrained_cfg["zoo_root"] = str(root)
-        return model
-
-    build.__name__ = build.__qualname__ = name
-    build.__doc__ = f"Shipped effzoo checkpoint {name} (see checkpoints/{name}/model_card.md)."
-    return build
-
-
-def register_shipped_models(root: str | os.PathLike | None = None) -> list[str]:
-    """Register every model of the zoo index under its name; returns the names. Never raises at import."""
-    from .models import registry
-
-    try:
-        base = Path(root) if root is not None else checkpoints_dir()
-        if base is None:
-            return []
-        if not (base / INDEX_NAME).is_file():
-            raise FileNotFoundError(f"{base / INDEX_NAME} does not exist (check ${ENV_VAR})")
-        names = list(read_index(base)["models"])
-    except (OSError, ValueError) as e:
-        warnings.warn(f"effzoo: shipped checkpoints not registered ({e})", stacklevel=2)
-        return []
-    for name in names:
-        # Registered directly (register_model refuses duplicates; a refresh must replace).
-        registry._MODELS[name] = _builder(name, Path(root) if root is not None else None)
-    return names
-
-
-# -- adding models -----------------------------------------------------------------------------
 def code_revision(repo: Path | None = None) -> str | None:
     """`git describe --always --dirty` of the effzoo source tree, or None outside a git checkout."""
-    repo = repo or Path(__file__).resolve().parent.parent
+    repo = repo or REPO_ROOT
     try:
         out = subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty"], capture_output=True,
                              text=True, timeout=10, check=True)
@@ -242,61 +197,8 @@ def index_entry(name: str, folder: Path, commands: list[str], seconds: float | N
 
 
 def write_index(root: Path, models: Mapping[str, Any]) -> Path:
-    from .checkpoints import atomic_write
-
     text = json.dumps({"format": INDEX_FORMAT, "models": dict(sorted(models.items()))}, indent=2) + "\n"
     return atomic_write(root / INDEX_NAME, lambda tmp: Path(tmp).write_text(text))
-
-
-def add_model(run: str | os.PathLike, name: str, commands: list[str], *, root: str | os.PathLike | None = None,
-              seconds: float | None = None, hardware: str | None = None, evaluate: bool = False,
-              data_dir: str | None = None) -> dict[str, Any]:
-    """Copy a run's exported files into `root/name`, write its card and factsheet, and index it."""
-    from .cards import write_model_card
-    from .cards.analysis import run_analysis
-
-    run, base = Path(run), Path(root) if root is not None else (checkpoints_dir() or
-                                                                 Path(__file__).resolve().parent.parent / "checkpoints")
-    if not (run / WEIGHTS).is_file() or not (run / META).is_file():
-        raise FileNotFoundError(f"{run} has no {WEIGHTS} + {META}: give an `effzoo train` output folder")
-    dest = base / name
-    if dest.resolve() != run.resolve():
-        if dest.exists():
-            shutil.rmtree(dest)
-        dest.mkdir(parents=True)
-        for fname in SHIPPED_FILES:
-            if (run / fname).is_file():
-                shutil.copy2(run / fname, dest / fname)
-    models = read_index(base)["models"] if (base / INDEX_NAME).is_file() else {}
-    if not commands:  # re-indexing a model already in the zoo (e.g. after `effzoo card --evaluate`): keep its record
-        if name not in models:
-            raise ValueError(f"{name!r} is new to the zoo: give the exact command(s) that built it with --command")
-        old = models[name]["reproduce"]
-        commands, seconds, hardware = old["commands"], seconds or old.get("train_seconds"), hardware or old.get("hardware")
-        revision = old.get("code_revision")  # the code that trained it, not today's
-    else:
-        revision = code_revision()
-    test_macs = _test_macs(dest)
-    # Index first (without card digests) so the card can read its own entry: name, commands.
-    models[name] = index_entry(name, dest, commands, seconds, hardware, revision, test_macs)
-    write_index(base, models)
-    if evaluate:
-        run_analysis(dest, data_dir=data_dir)
-    write_model_card(dest, json.loads((dest / META).read_text()))
-    models[name] = index_entry(name, dest, commands, seconds, hardware, revision, test_macs)
-    write_index(base, models)
-    register_shipped_models(root)
-    return models[name]
-
-
-def _test_macs(folder: Path) -> int:
-    """MACs per image at the model's test resolution (the cost of inference; FixRes models differ from train)."""
-    from .checkpoints import _build
-    from .models import model_info
-
-    meta = json.loads((folder / META).read_text())
-    model = _build(meta["model_name"], meta.get("model_args", {}), meta.get("pretrained_cfg", {}), str(folder))
-    return model_info(model, tuple(model.pretrained_cfg["test_input_size"]))["macs"]
 
 
 def index_entry_for(folder: str | os.PathLike) -> dict[str, Any] | None:
@@ -311,46 +213,3 @@ def index_entry_for(folder: str | os.PathLike) -> dict[str, Any] | None:
     return next((e for n, e in models.items() if e.get("folder", n) == folder.name), None)
 
 
-# -- command line: effzoo zoo list|verify|add|pareto ------------------------------------------
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--root", default=None, help=f"zoo folder (default: ${ENV_VAR} or the repo's checkpoints/)")
-    sub = p.add_subparsers(dest="zoo_command", required=True, metavar="ACTION")
-    sub.add_parser("list", help="the index as a table")
-    sub.add_parser("verify", help="check every file of every model against the index (exit 1 on a mismatch)")
-    a = sub.add_parser("add", help="copy an `effzoo train` output folder into the zoo, write its card, index it")
-    a.add_argument("folder", help="the output folder of `effzoo train` (or `effzoo fixres-finetune`)")
-    a.add_argument("--name", required=True, help="zoo name, e.g. effzoo_efficientnet_phi-4_digits")
-    a.add_argument("--command", action="append", default=[],
-                   help="the exact command(s) that built the run (repeatable; omit to re-index a model already listed)")
-    a.add_argument("--seconds", type=float, default=None, help="measured training wall-clock seconds")
-    a.add_argument("--hardware", default=None, help="where it was trained, e.g. '2 CPU cores'")
-    a.add_argument("--evaluate", action="store_true", help="run the card's per-class / per-resolution evaluation")
-    a.add_argument("--data-dir", default=None)
-    pp = sub.add_parser("pareto", help="accuracy vs MACs of the zoo (PNG), with the paper's B0-B7 beside it")
-    pp.add_argument("--output", default="pareto.png")
-    pp.add_argument("--no-reference", action="store_true", help="omit the paper's Table 2 panel")
-
-
-def run(args: argparse.Namespace) -> int:
-    cmd = args.zoo_command
-    if cmd == "list":
-        for n, e in read_index(args.root)["models"].items():
-            top1 = e["metrics"].get("test_top1")
-            print(f"{n:40} {e['dataset']:>14} {e['params'] / 1e6:6.2f}M params {e['macs'] / 1e6:8.2f}M MACs  "
-                  f"test top-1 {'n/a' if top1 is None else f'{100 * top1:.2f}%'}  sha256 {e['sha256'][:12]}")
-    elif cmd == "verify":
-        bad = []
-        for n, e in read_index(args.root)["models"].items():
-            bad += file_digest_problems(model_folder(n, args.root), e.get("files", {}))
-        print("\n".join(bad) if bad else "all shipped files match the index")
-        return 1 if bad else 0
-    elif cmd == "add":
-        e = add_model(args.folder, args.name, args.command, root=args.root, seconds=args.seconds,
-                      hardware=args.hardware, evaluate=args.evaluate, data_dir=args.data_dir)
-        print(json.dumps({k: e[k] for k in ("name", "sha256", "params", "macs", "test_macs", "metrics")}, indent=2))
-    elif cmd == "pareto":
-        from .evaluation.pareto import pareto_plot, zoo_points
-
-        points = zoo_points(args.root)
-        print(f"wrote {pareto_plot(points, args.output, reference=not args.no_reference)} ({len(points)} checkpoints)")
-    return 0

@@ -17,7 +17,10 @@ from typing import Any, Mapping
 
 import yaml
 
+from ..atomic import atomic_write
+from ..zoo_index import index_entry_for, sha256_file
 from . import datasheets
+from .analysis import read_analysis
 from .factsheet import FACTSHEET_NAME, build_factsheet, wilson_interval
 
 CARD_NAME = "model_card.md"
@@ -40,9 +43,6 @@ class CardContext:
 
 
 def load_context(folder: str | os.PathLike, meta: Mapping[str, Any]) -> CardContext:
-    from ..zoo import index_entry_for, sha256_file
-    from .analysis import read_analysis
-
     folder = Path(folder)
     weights = folder / "model.safetensors"
     fixres_path = folder / "fixres.json"
@@ -162,12 +162,10 @@ def _model_details(meta: Mapping[str, Any], ctx: CardContext) -> list[str]:
 
 
 def _lr_base(recipe: Mapping[str, Any]) -> str:
-    from ..training.config import DEFAULT_LR_BASE
-
+    # model.json records the rate the run used (training resolves the optimizer's default before export).
     if recipe.get("lr_base") is not None:
         return f"{recipe['lr_base']:g}"
-    default = DEFAULT_LR_BASE.get(str(recipe.get("opt")))
-    return "n/a" if default is None else f"{default:g} (the optimizer's default)"
+    return "the optimizer's default (not recorded)"
 
 
 def _test_macs(meta: Mapping[str, Any], ctx: CardContext) -> str:
@@ -351,8 +349,6 @@ def render_model_card(meta: Mapping[str, Any], ctx: CardContext | None = None) -
 
 def write_model_card(folder: str | os.PathLike, meta: Mapping[str, Any], ctx: CardContext | None = None) -> Path:
     """Write `model_card.md`, its datasheet copy and `factsheet.json` into `folder`, atomically; returns the card."""
-    from ..checkpoints import atomic_write
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     ctx = ctx or load_context(folder, meta)

@@ -7,7 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
-DATASHEET_DIR = Path(__file__).resolve().parent.parent / "datasheets"
+DATASHEET_DIR = Path(__file__).resolve().parents[2] / "datasheets"  # effzoo/datasheets (package data)
 BUILTIN = {"digits": "digits.md", "fashion-mnist": "fashion-mnist.md", "synthetic": "synthetic.md"}
 GENERIC = "image-folder.md"
 _ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist"}

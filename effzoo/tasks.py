@@ -27,6 +27,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
+import yaml
+
 KINDS = ("classification", "multilabel", "regression")
 _KIND_ALIASES = {"cls": "classification", "multi-label": "multilabel", "reg": "regression"}
 #: Label sources this package knows how to make; anything else must be supplied by the data.
@@ -188,8 +190,6 @@ def parse_tasks(obj: str | Sequence[Any] | Mapping[str, Any]) -> list[TaskSpec]:
 
 def load_tasks_yaml(path: str | os.PathLike) -> list[TaskSpec]:
     """Read a YAML file holding a task list (any form `parse_tasks` accepts)."""
-    import yaml
-
     with open(path, encoding="utf-8") as f:
         return parse_tasks(yaml.safe_load(f))
 

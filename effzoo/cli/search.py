@@ -13,10 +13,12 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..search import (Candidate, candidate_row, candidates, halving_runs, merge_same_networks, rank, spread_order,
-                      successive_halving)
+from ..training.config import load_yaml
+
+if TYPE_CHECKING:
+    from ..search import Candidate
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,8 +46,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _train_config(args: argparse.Namespace) -> dict[str, Any]:
-    from .config import load_yaml
-
     base = load_yaml(args.config) if args.config else {}
     base.update(model=args.model, data=args.data, seed=args.seed, phi=1.0, test=False, progress_bar=False)
     for key in ("data_dir", "batch_size", "train_limit"):
@@ -55,9 +55,13 @@ def _train_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # deferred: torch/Lightning take seconds to import; --help and argument errors must not wait
     from ..data import create_datamodule
-    from .config import from_dict
-    from .run import auto_small_input, run_training
+    from ..search import (candidates, halving_runs, merge_same_networks, rank, spread_order,
+                          successive_halving)
+    from ..training.config import from_dict
+    from ..models.base import auto_small_input
+    from ..training.run import run_training
 
     if args.budget_minutes is not None and not args.budget_minutes >= 0:
         raise ValueError(f"--budget-minutes must be >= 0 (0: rank what is saved, train nothing), got {args.budget_minutes}")
@@ -110,8 +114,12 @@ def run(args: argparse.Namespace) -> int:
 
 def report(args: argparse.Namespace, ranked: list[Candidate], kept: list[Candidate], dropped: list[Candidate],
            base_macs: int, out: Path, merged: list[Candidate]) -> None:
+    # deferred: torch/Lightning take seconds to import; --help and argument errors must not wait
     from rich.console import Console
     from rich.table import Table
+
+    from ..evaluation.plots import plot_search_candidates
+    from ..search import candidate_row
 
     target = args.objective_target or args.target_flops_ratio * base_macs
     rows = [candidate_row(c, target, args.objective_w) for c in ranked]
@@ -136,21 +144,6 @@ def report(args: argparse.Namespace, ranked: list[Candidate], kept: list[Candida
     (out / "ranking.json").write_text(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
-    _plot(rows, out / "accuracy_vs_macs.png")
+    plot_search_candidates(rows, out / "accuracy_vs_macs.png")
     console.print(f"ranking.json and accuracy_vs_macs.png in {out}")
 
-
-def _plot(rows: list[dict[str, Any]], path: Path) -> None:
-    from ..evaluation.plots import _pyplot, _save
-
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-    ax.scatter([r["macs"] / 1e6 for r in rows], [r["best_accuracy"] for r in rows])
-    for r in rows[:5]:
-        ax.annotate(r["coefficients_arg"], (r["macs"] / 1e6, r["best_accuracy"]), fontsize=6)
-    ax.set_xlabel("MMACs at phi = 1")
-    ax.set_ylabel("val top-1 (%)")
-    ax.set_title("grid search candidates")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    _save(fig, path)

@@ -7,14 +7,23 @@ of torch's wall of text.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
-import tempfile
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
+
+from ..models import create_model, registry
+from ..models.multitask import MultiTaskModel
+from ..tasks import parse_tasks
+from .atomic import atomic_write
+from .zoo_index import check_against_index, find_pretrained
 
 # Where pretrained=True looks before going to the network.
 HUB_FILENAME = "model.safetensors"
@@ -26,9 +35,6 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as e:
@@ -52,8 +58,6 @@ def _torch_load_weights_only(path: Path, kind: str, refused: str, advice: str) -
 
 def refusal_reason(error: Exception) -> str:
     """The useful line of torch's weights_only refusal: which callable the pickle wanted to call."""
-    import re
-
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
     found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
     if found:
@@ -105,8 +109,6 @@ def load_pretrained(model: nn.Module, pretrained: bool | str | os.PathLike) -> N
     """`pretrained=True`: a shipped zoo checkpoint (sha256-checked, offline), else the hub weights named in
     pretrained_cfg; a path: that local file."""
     if pretrained is True:
-        from .zoo import find_pretrained
-
         shipped = find_pretrained(model)
         if shipped is not None:
             load_weights(model, read_state_dict(shipped), source=str(shipped))
@@ -126,7 +128,7 @@ def load_pretrained(model: nn.Module, pretrained: bool | str | os.PathLike) -> N
 def download_hub_weights(hub_id: str) -> Path:  # pragma: no cover - needs the network
     """Fetch `model.safetensors` of a Hugging Face hub repo (timm publishes its weights there)."""
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_download  # optional, and only needed with a network
     except ImportError as e:
         raise RuntimeError("pretrained=True needs huggingface_hub (pip install huggingface_hub)") from e
     try:
@@ -136,28 +138,6 @@ def download_hub_weights(hub_id: str) -> Path:  # pragma: no cover - needs the n
             f"could not download {HUB_FILENAME} from hub repo {hub_id} ({type(e).__name__}: {e}). "
             f"Without internet, download it elsewhere and pass pretrained='path/to/model.safetensors'."
         ) from None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | os.PathLike, write: Any) -> Path:
-    """Write through `write(tmp_path)` to a temp file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 # -- trained models: weights + metadata --------------------------------------------------------
@@ -182,10 +162,6 @@ def apply_data_config(model: nn.Module, data_config: Mapping[str, Any]) -> nn.Mo
 
 def save_model(folder: str | os.PathLike, model: nn.Module, meta: Mapping[str, Any]) -> Path:
     """Write `model.safetensors` and `model.json` (the metadata that rebuilds it) into `folder`, atomically."""
-    import json
-
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write(folder / MODEL_WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
@@ -213,8 +189,6 @@ def load_checkpoint(path: str | os.PathLike) -> nn.Module:
     (metadata: its sibling `.json`, else `model.json` beside it), or a Lightning `.ckpt` written
     by `effzoo train` (read with weights_only=True; architecture from its hyperparameters).
     """
-    import json
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -228,8 +202,6 @@ def load_checkpoint(path: str | os.PathLike) -> nn.Module:
         return _load_lightning_checkpoint(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"{path}: expected an output folder, a .safetensors file or a Lightning .ckpt")
-    from .zoo import check_against_index
-
     check_against_index(path)  # a shipped checkpoint whose sha256 disagrees with checkpoints/index.json is refused
     candidates = [path.with_suffix(".json"), path.parent / MODEL_META]
     meta_path = next((p for p in candidates if p.is_file()), None)
@@ -238,25 +210,22 @@ def load_checkpoint(path: str | os.PathLike) -> nn.Module:
             f"{MODEL_META} not found next to {path}: it carries the architecture (model name and arguments) "
             f"and preprocessing needed to rebuild the model. Keep {path.stem}.json or {MODEL_META} beside the "
             f"weights, or build the model with effzoo.create_model(...) and load the weights with "
-            f"effzoo.checkpoints.load_weights(model, read_state_dict(path))."
+            f"effzoo.artifacts.weights.load_weights(model, read_state_dict(path))."
         )
     try:
         meta = json.loads(meta_path.read_text())
         name, args = meta["model_name"], meta.get("model_args", {})
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ValueError(f"{meta_path} is not effzoo model metadata (need model_name, model_args): {e}") from None
-    model = _build(name, args, meta.get("pretrained_cfg", {}), str(meta_path))
+    model = build_from_metadata(name, args, meta.get("pretrained_cfg", {}), str(meta_path))
     if meta.get("multitask"):  # a multi-task run: the zoo model is the backbone under per-task heads
-        from .mtl import MultiTaskModel
-
         model = MultiTaskModel.from_metadata(model, meta["multitask"])
     load_weights(model, read_state_dict(path), source=str(path))
     return model.eval()
 
 
-def _build(name: str, args: Mapping[str, Any], data_config: Mapping[str, Any], source: str) -> nn.Module:
-    from .models import create_model
-
+def build_from_metadata(name: str, args: Mapping[str, Any], data_config: Mapping[str, Any], source: str) -> nn.Module:
+    """The architecture `model.json` (or a .ckpt's hyperparameters) records, with its preprocessing; no weights."""
     try:
         model = create_model(name, **dict(args))
     except (TypeError, ValueError) as e:
@@ -276,12 +245,14 @@ def _load_lightning_checkpoint(path: Path) -> nn.Module:
             f"{path} has no effzoo hyperparameters (model_name, model_args): it was not written by "
             f"`effzoo train`; build the model with create_model(...) and load its state_dict instead"
         )
-    model = _build(hp["model_name"], hp.get("model_args", {}), hp.get("data_config") or {}, str(path))
+    model = build_from_metadata(hp["model_name"], hp.get("model_args", {}), hp.get("data_config") or {}, str(path))
     if hp.get("tasks"):  # written by MultiTaskModule
-        from .mtl import MultiTaskModel, parse_tasks
-
         model = MultiTaskModel(model, parse_tasks(hp["tasks"]), feature_norm=hp.get("feature_norm", "none"))
     # checkpoint["state_dict"] holds the EMA weights when EMA was on (what validation measured).
     state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     load_weights(model, state, source=str(path))
     return model.eval()
+
+
+# `create_model(..., pretrained=...)` reads weights through this module's safe loader.
+registry.set_pretrained_loader(load_pretrained)

@@ -22,12 +22,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # deferred: torch/Lightning take seconds to import; --help and argument errors must not wait
     from rich.console import Console
     from rich.table import Table
 
-    from ..checkpoints import load_checkpoint
-    from .evaluate import datamodule_for, resolution_sweep, resolve_device
-    from .plots import plot_accuracy_vs_resolution, plot_confusion_matrix
+    from ..artifacts.weights import load_checkpoint
+    from ..evaluation.evaluate import datamodule_for, resolution_sweep, resolve_device
+    from ..evaluation.plots import plot_accuracy_vs_resolution, plot_confusion_matrix
 
     device = resolve_device(args.device)  # before loading anything: a wrong device fails at once
     model = load_checkpoint(args.checkpoint).to(device)

@@ -27,10 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoints import MODEL_META, MODEL_WEIGHTS
+    # deferred: torch/Lightning take seconds to import; --help and argument errors must not wait
+    from ..artifacts.cards import write_model_card
+    from ..artifacts.weights import MODEL_META, MODEL_WEIGHTS
+    from ..evaluation.card_analysis import run_analysis
     from ..evaluation.evaluate import parse_resolutions
-    from .analysis import run_analysis
-    from .model_card import write_model_card
 
     folder = Path(args.checkpoint)
     if folder.is_file():

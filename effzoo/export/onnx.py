@@ -16,7 +16,6 @@ needs the `onnx` and `onnxscript` packages; checking needs `onnxruntime`.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import importlib.util
 import json
@@ -29,12 +28,12 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .checkpoints import atomic_write
-from .evaluation.inference import optimize_for_inference
-from .models.base import check_positive_int
+from ..artifacts.atomic import atomic_write
+from ..evaluation.inference import optimize_for_inference
+from ..models.base import check_positive_int
+from ..version import __version__
+from .formats import FORMATS
 
-FORMATS = ("onnx", "torchscript")
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
 METADATA_KEY = "effzoo"
 
 
@@ -220,8 +219,6 @@ def _metadata(model: nn.Module, size: Sequence[int]) -> dict[str, Any]:
     keys = ("model_name", "model_args", "mean", "std", "crop_pct", "interpolation", "num_classes")
     out = {k: cfg[k] for k in keys if k in cfg}
     out.update(input_size=list(size), input_name="input", output_name="logits", layout="NCHW", dynamic_batch=True)
-    from . import __version__
-
     out["effzoo_version"] = __version__
     return json.loads(json.dumps(out, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
 
@@ -232,41 +229,3 @@ def _require(*modules: str, purpose: str = "ONNX export") -> None:
         raise ValueError(f"{purpose} needs {', '.join(missing)}: pip install onnx onnxscript onnxruntime "
                          f"(or pip install 'effzoo[dev]')")
 
-
-# ---------------------------------------------------------------- CLI
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="output folder, .safetensors (+ .json) or Lightning .ckpt")
-    p.add_argument("--format", required=True, choices=FORMATS)
-    p.add_argument("--output", default=None, help="output file (default: next to the checkpoint, "
-                   + ", ".join(f"{k}: {v}" for k, v in SUFFIXES.items()) + ")")
-    p.add_argument("--res", type=int, default=None, help="export/check resolution (default: the model's test size)")
-    p.add_argument("--no-check", action="store_true", help="skip running the exported file against eager")
-    p.add_argument("--json", metavar="FILE", default=None, help="also write the report as JSON")
-
-
-def default_output(checkpoint: str | Path, fmt: str) -> Path:
-    ckpt = Path(checkpoint)
-    if ckpt.is_dir():  # an `effzoo train` output folder: out/ -> out/model.onnx
-        return ckpt / ("model" + SUFFIXES[fmt])
-    return ckpt.with_name(ckpt.stem + SUFFIXES[fmt])  # out/model.safetensors -> out/model.onnx
-
-
-def run(args: argparse.Namespace) -> int:
-    import effzoo  # looked up at call time (the package imports this module's CLI lazily)
-
-    ckpt = Path(args.checkpoint)
-    if not ckpt.exists():
-        raise FileNotFoundError(f"checkpoint not found: {ckpt}")
-    output = Path(args.output) if args.output else default_output(ckpt, args.format)
-    if output.resolve() == ckpt.resolve():
-        raise ValueError(f"--output {output} would overwrite the checkpoint")
-    model = effzoo.load_checkpoint(ckpt)
-    report = export_model(model, args.format, output, args.res, check=not args.no_check)
-    checked = (f"checked with {report['checked_with']}: max abs diff {report['max_abs_diff']:.2e} "
-               f"(output scale {report['output_scale']:.2e})" if report.get("checked_with") else "not checked")
-    print(f"wrote {report['path']} ({report['format']}, {report['bytes'] / 1e6:.2f} MB, input "
-          f"(N, {', '.join(map(str, report['input_size']))}), dynamic batch); {checked}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
-    return 0

@@ -7,21 +7,20 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
+import pytorch_lightning
+import timm
 import torch
 
-from ..cards import write_model_card
-from ..checkpoints import atomic_write, save_model
+from ..artifacts.atomic import atomic_write
+from ..artifacts.cards import write_model_card
+from ..artifacts.weights import save_model
 from ..models import model_info
+from ..version import __version__
 from .config import TrainConfig
 
 
 def versions() -> dict[str, str]:
-    import pytorch_lightning
-    import timm
-
-    import effzoo
-
-    return {"effzoo": effzoo.__version__, "torch": torch.__version__,
+    return {"effzoo": __version__, "torch": torch.__version__,
             "pytorch_lightning": pytorch_lightning.__version__, "timm": timm.__version__}
 
 
@@ -43,7 +42,7 @@ def run_metadata(model: torch.nn.Module, cfg: TrainConfig, dm: Any, metrics: Map
         "model_name": pcfg["model_name"],
         "model_args": pcfg["model_args"],
         "architecture": pcfg.get("architecture"),
-        "pretrained_cfg": pcfg,
+        "pretrained_cfg": pcfg.to_dict(),
         "class_names": list(pcfg.get("class_names", [])),
         "normalization": {"mean": list(pcfg["mean"]), "std": list(pcfg["std"])},
         "train_resolution": pcfg["input_size"][-1],
@@ -54,7 +53,8 @@ def run_metadata(model: torch.nn.Module, cfg: TrainConfig, dm: Any, metrics: Map
         "macs": info["macs"],
         "metrics": dict(metrics),
         "data": {"dataset": dm.name, "split_sizes": split_sizes},
-        "recipe": {k: v for k, v in cfg.to_dict().items() if k != "resume"},
+        # The rates the run used, resolved: a card shows what model.json says, not what defaults are today.
+        "recipe": {**{k: v for k, v in cfg.to_dict().items() if k != "resume"}, "lr_base": cfg.resolved_lr_base},
         "versions": versions(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from .config import TrainConfig, field_names, from_dict, load_yaml, resolve
+from ..training.config import TrainConfig, field_names, from_dict, load_yaml, resolve
 
 EXAMPLES = """examples:
   effzoo train --phi 0                                   # EfficientNet on the bundled digits, CPU
@@ -44,7 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
     """Merge defaults, the resumed run's saved config, the --config file and the typed flags."""
-    from .run import default_output
+    # deferred: torch/Lightning take seconds to import; --help and argument errors must not wait
+    from ..training.run import default_output
 
     given = {k: v for k, v in vars(args).items() if k in field_names()}
     from_file = load_yaml(args.config) if getattr(args, "config", None) else {}
@@ -58,7 +59,8 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .run import env_rank, train
+    # deferred: torch/Lightning take seconds to import; --help and argument errors must not wait
+    from ..training.run import env_rank, train
 
     cfg = resolve_config(args)
     output = train(cfg)

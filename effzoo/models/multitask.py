@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .tasks import TaskSpec, check_unique
+from ..tasks import TaskSpec, check_unique, parse_tasks
 
 FEATURE_NORMS = ("none", "layernorm", "l2")
 
@@ -55,6 +55,13 @@ class MultiTaskModel(nn.Module):
         self.feature_norm = feature_norm
         self.norm = nn.LayerNorm(d, elementwise_affine=False) if feature_norm == "layernorm" else nn.Identity()
         self.heads = nn.ModuleDict({t.name: nn.Linear(d, t.num_outputs) for t in self.tasks})
+
+    @property
+    def pretrained_cfg(self) -> Any:
+        """The backbone's model description, with the heads recorded (input size, preprocessing, tasks)."""
+        cfg = self.backbone.pretrained_cfg
+        cfg.tasks = [t.to_dict() for t in self.tasks]
+        return cfg
 
     # -- forward -------------------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -138,8 +145,6 @@ class MultiTaskModel(nn.Module):
     @classmethod
     def from_metadata(cls, backbone: nn.Module, meta: dict[str, Any]) -> "MultiTaskModel":
         """Rebuild the heads recorded by `task_metadata` (load the state dict afterwards)."""
-        from .tasks import parse_tasks
-
         return cls(backbone, parse_tasks(meta["tasks"]), num_features=meta.get("num_features"),
                    feature_norm=meta.get("feature_norm", "none"))
 

@@ -13,8 +13,14 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-ANALYSIS_NAME = "analysis.json"
-ANALYSIS_FORMAT = "effzoo-analysis/1"
+import torch
+
+from ..version import __version__
+from ..artifacts.atomic import atomic_write
+from ..artifacts.cards.analysis import ANALYSIS_FORMAT, ANALYSIS_NAME
+from ..artifacts.weights import MODEL_META, load_checkpoint
+from .evaluate import datamodule_for, parse_resolutions, resolution_sweep
+
 
 
 def default_resolutions(train_res: int, test_res: int, stride: int = 1) -> list[int]:
@@ -27,11 +33,6 @@ def run_analysis(folder: str | os.PathLike, data: str | None = None, *, split: s
                  resolutions: Sequence[int] | None = None, data_dir: str | None = None, batch_size: int = 128,
                  num_workers: int | None = 0, write: bool = True) -> dict[str, Any]:
     """Evaluate the checkpoint in `folder` and (by default) write `folder/analysis.json`."""
-    import torch
-
-    from ..checkpoints import MODEL_META, atomic_write, load_checkpoint
-    from ..evaluation.evaluate import datamodule_for, parse_resolutions, resolution_sweep
-
     folder = Path(folder)
     meta_path = folder / MODEL_META
     if not meta_path.is_file():
@@ -72,27 +73,10 @@ def run_analysis(folder: str | os.PathLike, data: str | None = None, *, split: s
         "per_class": [{"class": n, "top1": a, "support": s} for n, a, s in zip(names, at_test["per_class_top1"], support)],
         "confusion_matrix": at_test["confusion_matrix"],
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "versions": {"torch": torch.__version__, "effzoo": _version()},
+        "versions": {"torch": torch.__version__, "effzoo": __version__},
         "threads": torch.get_num_threads(),
     }
     if write:
         text = json.dumps(result, indent=2) + "\n"
         atomic_write(folder / ANALYSIS_NAME, lambda tmp: Path(tmp).write_text(text))
     return result
-
-
-def read_analysis(folder: str | os.PathLike) -> dict[str, Any] | None:
-    path = Path(folder) / ANALYSIS_NAME
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); delete it or rerun `effzoo card --evaluate`") from None
-    return data if data.get("format") == ANALYSIS_FORMAT else None
-
-
-def _version() -> str:
-    import effzoo
-
-    return effzoo.__version__

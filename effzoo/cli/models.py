@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..models import create_model, list_models, model_info
-
 
 def model_rows(pattern: str = "*", macs: bool = True) -> list[dict]:
     """One row per registered model matching `pattern`, measured on a randomly initialized instance."""
+    # deferred: torch/Lightning take seconds to import; --help and argument errors must not wait
+    from ..models import create_model, list_models, model_info
+
     names = list_models(pattern)
     if not names:
         raise ValueError(f"no model matches {pattern!r}; try `effzoo models` to see them all")

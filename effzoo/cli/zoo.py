@@ -1,0 +1,63 @@
+"""`effzoo zoo list|verify|add|pareto`: the shipped checkpoints.
+
+- `list`: the index as a table;
+- `verify`: every file of every model against its sha256 in the index (exit 1 on a mismatch);
+- `add`: copy an `effzoo train` output folder into the zoo, write its card and index it;
+- `pareto`: accuracy vs MACs of the zoo as a PNG, with the paper's B0-B7 beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..artifacts.zoo_index import ENV_VAR
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", default=None, help=f"zoo folder (default: ${ENV_VAR} or the repo's checkpoints/)")
+    sub = p.add_subparsers(dest="zoo_command", required=True, metavar="ACTION")
+    sub.add_parser("list", help="the index as a table")
+    sub.add_parser("verify", help="check every file of every model against the index (exit 1 on a mismatch)")
+    a = sub.add_parser("add", help="copy an `effzoo train` output folder into the zoo, write its card, index it")
+    a.add_argument("folder", help="the output folder of `effzoo train` (or `effzoo fixres-finetune`)")
+    a.add_argument("--name", required=True, help="zoo name, e.g. effzoo_efficientnet_phi-4_digits")
+    a.add_argument("--command", action="append", default=[],
+                   help="the exact command(s) that built the run (repeatable; omit to re-index a model already listed)")
+    a.add_argument("--seconds", type=float, default=None, help="measured training wall-clock seconds")
+    a.add_argument("--hardware", default=None, help="where it was trained, e.g. '2 CPU cores'")
+    a.add_argument("--evaluate", action="store_true", help="run the card's per-class / per-resolution evaluation")
+    a.add_argument("--data-dir", default=None)
+    pp = sub.add_parser("pareto", help="accuracy vs MACs of the zoo (PNG), with the paper's B0-B7 beside it")
+    pp.add_argument("--output", default="pareto.png")
+    pp.add_argument("--no-reference", action="store_true", help="omit the paper's Table 2 panel")
+
+
+def run(args: argparse.Namespace) -> int:
+    # deferred: torch/Lightning take seconds to import; --help and argument errors must not wait
+    from ..artifacts.zoo_index import file_digest_problems, model_folder, read_index
+
+    cmd = args.zoo_command
+    if cmd == "list":
+        for n, e in read_index(args.root)["models"].items():
+            top1 = e["metrics"].get("test_top1")
+            print(f"{n:40} {e['dataset']:>14} {e['params'] / 1e6:6.2f}M params {e['macs'] / 1e6:8.2f}M MACs  "
+                  f"test top-1 {'n/a' if top1 is None else f'{100 * top1:.2f}%'}  sha256 {e['sha256'][:12]}")
+    elif cmd == "verify":
+        bad = []
+        for n, e in read_index(args.root)["models"].items():
+            bad += file_digest_problems(model_folder(n, args.root), e.get("files", {}))
+        print("\n".join(bad) if bad else "all shipped files match the index")
+        return 1 if bad else 0
+    elif cmd == "add":
+        from ..evaluation.publish import add_model
+
+        e = add_model(args.folder, args.name, args.command, root=args.root, seconds=args.seconds,
+                      hardware=args.hardware, evaluate=args.evaluate, data_dir=args.data_dir)
+        print(json.dumps({k: e[k] for k in ("name", "sha256", "params", "macs", "test_macs", "metrics")}, indent=2))
+    elif cmd == "pareto":
+        from ..evaluation.pareto import pareto_plot, zoo_points
+
+        points = zoo_points(args.root)
+        print(f"wrote {pareto_plot(points, args.output, reference=not args.no_reference)} ({len(points)} checkpoints)")
+    return 0
