@@ -32,6 +32,11 @@ class ScalingFactors(NamedTuple):
     width: float
     resolution: float
 
+    def __repr__(self) -> str:
+        # Powers like 1.1**2 print as 1.2100000000000002; 6 significant digits read as the paper's numbers.
+        # Only the text is rounded: the fields keep full precision for the arithmetic built on them.
+        return f"ScalingFactors(depth={self.depth:.6g}, width={self.width:.6g}, resolution={self.resolution:.6g})"
+
 
 @dataclass(frozen=True)
 class CompoundScaling:

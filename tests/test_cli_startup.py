@@ -92,10 +92,3 @@ def test_every_command_module_has_add_arguments_and_run():
         assert callable(module.add_arguments) and callable(module.run), name
     usage = build_parser(commands=()).format_help()  # lists every command without importing any
     assert all(f"    {name}" in usage for name, _, _ in COMMANDS)
-
-
-def test_spelled_out_choices_match_the_workflow_modules():
-    from effzoo.cli import fixres
-    from effzoo.training.fixres import ADAPT_CHOICES
-
-    assert fixres.ADAPT_CHOICES == ADAPT_CHOICES

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -53,12 +54,13 @@ def test_evaluate_device_errors_name_the_device_before_any_work(trained, capsys)
         assert message in capsys.readouterr().err
 
 
-def test_fixres_finetune_writes_a_new_model_with_its_test_resolution(trained, tmp_path):
+def test_fixres_finetune_writes_a_new_model_with_its_test_resolution(trained, tmp_path, capsys):
     before = digest(trained)
     out = tmp_path / "fixres"
     assert main(["fixres-finetune", "--checkpoint", str(trained), "--data", "synthetic", "--sweep", "16,20,24",
                  "--epochs", "1", "--output", str(out), "--num-workers", "0"]) == 0
     assert digest(trained) == before  # the input checkpoint is never modified
+    assert re.search(r"^fixres-finetune 20px: \d+/\d+ batches \(100%\)", capsys.readouterr().err, re.M)  # sweep progress
     report = json.loads((out / "fixres.json").read_text())
     assert [r["resolution"] for r in report["sweep_before"]] == [16, 20, 24] == [r["resolution"] for r in report["sweep_after"]]
     chosen = report["test_resolution"]
@@ -131,3 +133,31 @@ def test_search_with_a_negative_budget_says_what_zero_means(tmp_path, capsys):
     assert main(["search", "--model", "mobilenetv2_035", "--data", "synthetic", "--budget-minutes", "-1",
                  "--output", str(tmp_path)]) == 2
     assert "--budget-minutes must be >= 0" in capsys.readouterr().err
+
+
+@pytest.fixture
+def zoo_with_a_long_name(tmp_path) -> Path:
+    index = json.loads((Path(__file__).resolve().parent.parent / "checkpoints" / "index.json").read_text())
+    first = next(iter(index["models"].values()))
+    index["models"]["effzoo_efficientnet_phi-4_fashion-mnist_28px_16ep_fixres28_a_very_long_name"] = first
+    (tmp_path / "zoo").mkdir()
+    (tmp_path / "zoo" / "index.json").write_text(json.dumps(index))
+    return tmp_path / "zoo"
+
+
+def test_zoo_list_columns_fit_the_longest_name(zoo_with_a_long_name, capsys):
+    assert main(["zoo", "--root", str(zoo_with_a_long_name), "list"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    index = json.loads((zoo_with_a_long_name / "index.json").read_text())["models"]
+    assert len(rows) == len(index)
+    for row, e in zip(rows, index.values()):
+        assert row.index(e["sha256"][:12]) == header.index("sha256")  # every column starts where its header does
+        assert row[header.index("dataset"):].startswith(e["dataset"] + " ")
+
+
+def test_zoo_pareto_writes_beside_the_index_by_default(zoo_with_a_long_name, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["zoo", "--root", str(zoo_with_a_long_name), "pareto", "--no-reference"]) == 0
+    assert (zoo_with_a_long_name / "pareto.png").stat().st_size > 10_000
+    assert not (tmp_path / "pareto.png").exists()
+    assert f"wrote {zoo_with_a_long_name / 'pareto.png'}" in capsys.readouterr().out

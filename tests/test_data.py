@@ -221,29 +221,39 @@ def test_image_folder_grayscale_and_mixed_modes(tmp_path):
     assert x.shape[1] == 3
 
 
-def test_image_folder_corrupt_file(tmp_path):
+def test_image_folder_corrupt_file(tmp_path, capsys):
     root = make_folder(tmp_path / "c")
     bad = root / "train" / "dog" / "broken.jpg"
     bad.write_bytes((root / "train" / "dog" / "1.jpg").read_bytes()[:300])  # truncated JPEG
+    (root / "train" / "cat" / "notes.png").write_text("not an image")
+    (root / "val" / "cat" / "empty.png").write_bytes(b"")
     dm = create_datamodule(str(root), image_size=16, num_workers=0)
-    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
-        dm.setup()
+    capsys.readouterr()
+    dm.setup()
     assert dm.split_sizes()["train"] == 6 and str(bad) not in set(dm._splits.train.paths)
+    # One plain line per split, named files first, no Python warning format (file:line, echoed source).
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("effzoo: skipped 2 unreadable images in train/ (first: cat/notes.png: "
+                               "cannot identify image file; dog/broken.jpg: "), lines[0]
+    assert lines[1].startswith("effzoo: skipped 1 unreadable image in val/ (first: cat/empty.png: "), lines[1]
+    assert str(tmp_path) not in "".join(lines) and "Warning" not in "".join(lines)
 
     strict = create_datamodule(str(root), image_size=16, on_bad_image="error")
-    with pytest.raises(ValueError, match="broken.jpg"):
+    with pytest.raises(ValueError, match=r"notes.png: cannot identify image file \(and 2 more\)"):
         strict.setup()
 
 
-def test_unreadable_file_at_load_time(tmp_path):
-    """A file that breaks after the setup scan: skipped with a warning, or a named error."""
+def test_unreadable_file_at_load_time(tmp_path, capsys):
+    """A file that breaks after the setup scan: skipped with one line (once per file), or a named error."""
     good, bad = tmp_path / "good.png", tmp_path / "bad.png"
     _save(good, "RGB", seed=1)
     bad.write_bytes(b"not a png")
     ds = ImageFileDataset([str(bad), str(good)], [0, 1], mode="L")
-    with pytest.warns(UserWarning, match="bad.png"):
-        image, label = ds[0]
+    image, label = ds[0]
     assert label == 1 and image.mode == "L"
+    ds[0]
+    assert capsys.readouterr().err == f"effzoo: skipped unreadable image {bad}: cannot identify image file\n"
     strict = ImageFileDataset([str(bad)], [0], on_bad_image="error")
     with pytest.raises(ValueError, match="bad.png"):
         strict[0]

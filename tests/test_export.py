@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import re
 
 import pytest
 import torch
@@ -119,8 +120,12 @@ def test_export_cli(model, tmp_path, monkeypatch, capsys):
     assert main(["export", "--checkpoint", str(ckpt), "--format", "torchscript", "--res", "32",
                  "--json", str(tmp_path / "r.json")]) == 0
     assert (tmp_path / "model.torchscript.pt").is_file()
-    assert "checked with torch.jit" in capsys.readouterr().out
-    assert json.loads((tmp_path / "r.json").read_text())["format"] == "torchscript"
+    out = capsys.readouterr().out
+    # relative to the output scale, as the check is, with the tolerance beside it
+    assert re.search(r"checked with torch\.jit [^:]+: max difference \d\.\de-\d\d of the output scale \(tolerance 1e-04\)", out)
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["format"] == "torchscript" and report["rtol"] == 1e-4
+    assert report["max_rel_diff"] == pytest.approx(report["max_abs_diff"] / report["output_scale"])
     assert main(["export", "--checkpoint", str(tmp_path / "missing.safetensors"), "--format", "onnx"]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):

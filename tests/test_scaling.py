@@ -78,3 +78,10 @@ def test_resolve_scaling_overrides_one_dimension():
     assert s["resolution"] == 2.0 and s["depth"] == 1.0
     with pytest.raises(ValueError, match="phi"):
         resolve_scaling(coefficients=(1.2, 1.1, 1.15))
+
+
+def test_scaling_factors_print_rounded_but_keep_full_precision():
+    f = CompoundScaling(1.2, 1.1, 1.15).factors(2)
+    assert repr(f) == "ScalingFactors(depth=1.44, width=1.21, resolution=1.3225)" == str(f)
+    assert f.width == 1.1**2  # only the text is rounded
+    assert repr(CompoundScaling().factors(0.5)) == "ScalingFactors(depth=1.09545, width=1.04881, resolution=1.07238)"

@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from ..artifacts.weights import MODEL_META, MODEL_WEIGHTS
     from ..evaluation.card_analysis import run_analysis
     from ..evaluation.evaluate import parse_resolutions
+    from ..evaluation.progress import reporting
 
     folder = Path(args.checkpoint)
     if folder.is_file():
@@ -43,8 +44,9 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{folder} has no {MODEL_WEIGHTS}")
     if args.evaluate:
         res = parse_resolutions(args.res) if args.res else None
-        a = run_analysis(folder, args.data, split=args.split, resolutions=res, data_dir=args.data_dir,
-                         batch_size=args.batch_size, num_workers=args.num_workers)
+        with reporting("card --evaluate"):  # progress of the resolution sweep run_analysis runs
+            a = run_analysis(folder, args.data, split=args.split, resolutions=res, data_dir=args.data_dir,
+                             batch_size=args.batch_size, num_workers=args.num_workers)
         tops = ", ".join(f"{r['resolution']} px {r['top1']:.2f}%" for r in a["resolutions"])
         print(f"effzoo card: {a['split']} top-1 by resolution: {tops}")
     card = write_model_card(folder, json.loads((folder / MODEL_META).read_text()))

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-# The values of `effzoo.training.fixres.ADAPT_CHOICES`, which `fixres_finetune` checks. Spelled out here
-# because that module imports torch and the parser must not; tests/test_cli_startup.py keeps the two equal.
-ADAPT_CHOICES = ("classifier+bn", "bn", "all")
+from ..training.config import ADAPT_CHOICES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,12 +37,15 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from ..evaluation.progress import reporting
     from ..training.fixres_stage import fixres_stage
 
-    report = fixres_stage(args.checkpoint, args.data, args.output, test_res=args.test_res, sweep=args.sweep,
-                          adapt=args.adapt, epochs=args.epochs, lr=args.lr, bn_affine=args.bn_affine,
-                          recalibrate_only=args.recalibrate_only, batch_size=args.batch_size, data_dir=args.data_dir,
-                          num_workers=args.num_workers, seed=args.seed, calibrate=args.calibrate)
+    with reporting("fixres-finetune"):  # progress of the sweeps and test passes fixres_stage runs
+        report = fixres_stage(args.checkpoint, args.data, args.output, test_res=args.test_res, sweep=args.sweep,
+                              adapt=args.adapt, epochs=args.epochs, lr=args.lr, bn_affine=args.bn_affine,
+                              recalibrate_only=args.recalibrate_only, batch_size=args.batch_size,
+                              data_dir=args.data_dir, num_workers=args.num_workers, seed=args.seed,
+                              calibrate=args.calibrate)
     console = Console(width=max(100, Console().width))
     sweep = Table(title=f"validation top-1 by test resolution (train {report['train_resolution']} px)")
     for col in ("resolution", "before", "after"):

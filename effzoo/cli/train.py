@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ..training.config import TrainConfig, field_names, from_dict, load_yaml, resolve
+from ..training.config import DATA_RECIPES, TrainConfig, field_names, from_dict, load_yaml, resolve
 
 EXAMPLES = """examples:
   effzoo train --phi 0                                   # EfficientNet on the bundled digits, CPU
@@ -32,14 +32,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         if kind == "dict":
             continue  # config files only
         flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else None
-        # Help that already explains its default (a dataset's choice, say) is not followed by "(default: None)".
-        help_text = f.metadata["help"] if "default" in f.metadata["help"] else f"{f.metadata['help']} (default: {default})"
+        help_text = help_with_default(f)
         if kind == "bool":
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         else:
             p.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, choices=choices,
                            metavar=None if choices else (f.metadata["metavar"] or METAVARS.get(kind, "STR")), help=help_text)
+
+
+def help_with_default(f: dataclasses.Field) -> str:
+    """The option's help and the default a run really gets: a built-in data recipe's value comes first
+    (`digits 8, fashion-mnist 16`), then the plain default."""
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    recipes = ", ".join(f"{data} {_show(recipe[f.name])}" for data, recipe in DATA_RECIPES.items() if f.name in recipe)
+    text = f.metadata["help"]
+    if recipes:
+        # A help text that explains its own default (e.g. "default: the model's") keeps that as the "else".
+        plain = "as described" if "default" in text else _show(default)
+        return f"{text} (default: data recipe: {recipes}; else {plain})"
+    # Help that already explains its default (a dataset's choice, say) is not followed by "(default: None)".
+    return text if "default" in text else f"{text} (default: {_show(default)})"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:

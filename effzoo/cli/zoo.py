@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+from typing import Any, Collection, Sequence
 
 from ..artifacts.zoo_index import ENV_VAR
+
+LIST_COLUMNS = ("name", "dataset", "params", "MACs", "test top-1", "sha256")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a.add_argument("--evaluate", action="store_true", help="run the card's per-class / per-resolution evaluation")
     a.add_argument("--data-dir", default=None)
     pp = sub.add_parser("pareto", help="accuracy vs MACs of the zoo (PNG), with the paper's B0-B7 beside it")
-    pp.add_argument("--output", default="pareto.png")
+    pp.add_argument("--output", default=None, help="PNG path (default: ROOT/pareto.png, beside the index)")
     pp.add_argument("--no-reference", action="store_true", help="omit the paper's Table 2 panel")
 
 
@@ -39,10 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     cmd = args.zoo_command
     if cmd == "list":
-        for n, e in read_index(args.root)["models"].items():
-            top1 = e["metrics"].get("test_top1")
-            print(f"{n:40} {e['dataset']:>14} {e['params'] / 1e6:6.2f}M params {e['macs'] / 1e6:8.2f}M MACs  "
-                  f"test top-1 {'n/a' if top1 is None else f'{100 * top1:.2f}%'}  sha256 {e['sha256'][:12]}")
+        rows = [list_row(n, e) for n, e in read_index(args.root)["models"].items()]
+        print(format_table(LIST_COLUMNS, rows, right={"params", "MACs", "test top-1"}))
     elif cmd == "verify":
         bad = []
         for n, e in read_index(args.root)["models"].items():
@@ -58,6 +60,26 @@ def run(args: argparse.Namespace) -> int:
     elif cmd == "pareto":
         from ..evaluation.pareto import pareto_plot, zoo_points
 
-        points = zoo_points(args.root)
-        print(f"wrote {pareto_plot(points, args.output, reference=not args.no_reference)} ({len(points)} checkpoints)")
+        from ..artifacts.zoo_index import checkpoints_dir
+
+        points = zoo_points(args.root)  # first: it names the problem when there is no zoo
+        # beside the index it plots, not wherever the command happens to run
+        output = args.output or Path(args.root or checkpoints_dir()) / "pareto.png"
+        print(f"wrote {pareto_plot(points, output, reference=not args.no_reference)} ({len(points)} checkpoints)")
     return 0
+
+
+def list_row(name: str, e: dict[str, Any]) -> list[str]:
+    top1 = e["metrics"].get("test_top1")
+    return [name, str(e["dataset"]), f"{e['params'] / 1e6:.2f}M", f"{e['macs'] / 1e6:.2f}M",
+            "n/a" if top1 is None else f"{100 * top1:.2f}%", e["sha256"][:12]]
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Collection[str] = ()) -> str:
+    """Plain text columns as wide as their longest cell (names of any length stay aligned; easy to grep)."""
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
+    lines = []
+    for row in [list(header), *rows]:
+        cells = [str(c).rjust(w) if h in right else str(c).ljust(w) for c, w, h in zip(row, widths, header)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)

@@ -7,7 +7,7 @@ eval and FixRes loaders of one split share the same underlying arrays/file lists
 from __future__ import annotations
 
 import copy
-import warnings
+import sys
 from typing import Callable, Sequence
 
 import numpy as np
@@ -15,6 +15,18 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+def report(message: str) -> None:
+    """One plain line on stderr: a skipped image is worth a line, not Python's warning format
+    (`file:line: UserWarning`, then the echoed source line)."""
+    print(f"effzoo: {message}", file=sys.stderr, flush=True)
+
+
+def image_error(err: BaseException, path: str) -> str:
+    """PIL's error text without the full path it repeats (`cannot identify image file '/a/b.png'`)."""
+    text = (str(err) or type(err).__name__).replace(f" {str(path)!r}", "").replace(f" {str(path)}", "")
+    return text.strip() or type(err).__name__
 
 
 class _Base(Dataset):
@@ -88,8 +100,8 @@ class ImageFileDataset(_Base):
     """Image files with integer labels, converted to ``mode`` ('L' or 'RGB') on load.
 
     Unreadable files: with ``on_bad_image="error"`` raise ValueError naming the file; with
-    ``"skip"`` warn and return the next readable sample instead, so one bad file that slipped
-    past the setup scan cannot kill a long run.
+    ``"skip"`` report it (one line, once per file) and return the next readable sample instead,
+    so one bad file that slipped past the setup scan cannot kill a long run.
     """
 
     def __init__(
@@ -109,6 +121,7 @@ class ImageFileDataset(_Base):
         self.mode = mode
         self.transform = transform
         self.on_bad_image = on_bad_image
+        self._reported: set[str] = set()  # shared by copies: a file breaking mid-run is told once
 
     def _select(self, indices: np.ndarray) -> None:
         self.paths = self.paths[indices]
@@ -133,10 +146,15 @@ class ImageFileDataset(_Base):
                         f"cannot read image {self.paths[i]}: {err}. Fix or delete the file, "
                         "or pass on_bad_image='skip'"
                     ) from None
-                warnings.warn(f"skipping unreadable image {self.paths[i]}: {err}", stacklevel=2)
+                self._report(str(self.paths[i]), err)
                 continue
             return self._apply(image, int(self.labels[i]))
         raise ValueError(
             f"32 consecutive unreadable images starting at {self.paths[index]}; "
             "the dataset looks broken"
         )
+
+    def _report(self, path: str, err: BaseException) -> None:
+        if path not in self._reported:
+            self._reported.add(path)
+            report(f"skipped unreadable image {path}: {image_error(err, path)}")

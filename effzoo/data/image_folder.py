@@ -9,13 +9,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch.distributed as dist
 from PIL import Image
 
-from .datasets import IMAGE_EXTENSIONS, ImageFileDataset
+from .datasets import IMAGE_EXTENSIONS, ImageFileDataset, image_error, report
 from .source import DataSource, Splits
 from .transforms import IMAGENET_MEAN, IMAGENET_STD
 
 IMAGE_FOLDER_BASE_RESOLUTION = 224
+# Unreadable files named in the one-line report of a split; the count covers the rest.
+BAD_EXAMPLES = 2
 # Images opened (header only) to decide between 1 and 3 channels and to estimate grayscale
 # mean/std; enough to catch a mixed folder without reading a large one in full.
 MODE_SAMPLE_SIZE = 256
@@ -70,7 +73,7 @@ def _is_bad(path: str) -> str | None:
             img.draft(img.mode, (1, 1))
             img.load()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        return str(err) or type(err).__name__
+        return image_error(err, path)
     return None
 
 
@@ -110,6 +113,19 @@ def _gray_stats(paths: list[str]) -> tuple[tuple[float], tuple[float]]:
     mean = total / count
     std = max((total_sq / count - mean**2) ** 0.5, 1e-3)
     return (round(mean, 4),), (round(std, 4),)
+
+
+def _rank_zero() -> bool:
+    return not dist.is_available() or not dist.is_initialized() or dist.get_rank() == 0
+
+
+def _report_skipped(folder: Path, skipped: list[str], errors: dict[str, str]) -> None:
+    """One line for a split: `skipped 3 unreadable images in train/ (first: a.png: ...; b.jpg: ...)`."""
+    if not skipped:
+        return
+    first = "; ".join(f"{os.path.relpath(p, folder)}: {errors[p]}" for p in skipped[:BAD_EXAMPLES])
+    noun = "image" if len(skipped) == 1 else "images"
+    report(f"skipped {len(skipped)} unreadable {noun} in {folder.name}/ (first: {first})")
 
 
 class ImageFolderSource(DataSource):
@@ -188,13 +204,9 @@ class ImageFolderSource(DataSource):
                 f"unreadable image {path}: {err}{more}. Fix or delete it, or pass "
                 "on_bad_image='skip' to leave such files out"
             )
-        if bad:
-            examples = ", ".join(list(bad)[:3])
-            warnings.warn(
-                f"{self.root}: skipped {len(bad)} unreadable image(s) of {len(all_paths)} "
-                f"(e.g. {examples})",
-                stacklevel=2,
-            )
+        if bad and _rank_zero():  # every DDP process scans the same files; one report is enough
+            for split, (paths, _) in self._files.items():
+                _report_skipped(self.root / split, [p for p in paths if p in bad], bad)
         return Splits(
             train=self._dataset("train", bad),
             val=self._dataset("val", bad),

@@ -45,11 +45,37 @@ def pareto_front(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _label(p: dict[str, Any]) -> str:
-    if p.get("phi") is not None:
-        text = f"φ={p['phi']:g}"
-    else:
-        text = p["name"].removeprefix("effzoo_")
-    return text + (" FixRes" if p.get("fixres") else "")
+    """φ and what tells runs of one φ apart ("φ=-4 28px 16ep"), taken from the name after the dataset."""
+    name = p["name"].removeprefix("effzoo_")
+    if p.get("phi") is None:
+        return name
+    rest = name.partition(f"_{p['dataset']}")[2].strip("_").replace("_", " ") if p.get("dataset") else ""
+    return f"φ={p['phi']:g}" + (f" {rest}" if rest else "")
+
+
+# Label positions tried in turn (points right/left and below/above the marker) until one is free.
+_OFFSETS = [(6, -12, "left"), (6, 5, "left"), (-6, 5, "right"), (-6, -12, "right"),
+            (6, -24, "left"), (6, 17, "left"), (-6, -24, "right"), (-6, 17, "right")]
+
+
+def _place_labels(ax: Any, labels: Sequence[tuple[str, float, float]]) -> None:
+    """Annotate each (text, x, y) at the first offset whose box overlaps no marker and no label placed before it."""
+    from matplotlib.transforms import Bbox
+
+    renderer = ax.figure.canvas.get_renderer()
+    centers = ax.transData.transform([(x, y) for _, x, y in labels])
+    placed: list[Any] = [Bbox.from_extents(cx - 6, cy - 6, cx + 6, cy + 6) for cx, cy in centers]  # the markers
+    for text, x, y in labels:
+        for dx, dy, ha in _OFFSETS:
+            ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha, fontsize=9)
+            box = ann.get_window_extent(renderer)
+            if not any(box.overlaps(b) for b in placed):
+                break
+            ann.remove()
+        else:  # crowded everywhere: keep the first position rather than drop the label
+            ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=_OFFSETS[0][:2], fontsize=9)
+            box = ann.get_window_extent(renderer)
+        placed.append(box)
 
 
 def _plain_ticks(ax: Any, minor: bool = True) -> None:
@@ -79,8 +105,6 @@ def pareto_plot(points: Sequence[dict[str, Any]], path: str | os.PathLike, refer
         xs, ys = [p["macs"] / 1e6 for p in pts], [p["top1"] for p in pts]
         ax.plot(xs, ys, marker="s" if fixres else "o", linestyle="--" if fixres else "-", linewidth=2, markersize=7,
                 label=f"effzoo {family} on {dataset}{' + FixRes' if fixres else ''}")
-        for p, x, y in zip(pts, xs, ys):
-            ax.annotate(_label(p), (x, y), textcoords="offset points", xytext=(5, -12), fontsize=9)
     for dataset in {p["dataset"] for p in points}:
         front = pareto_front([p for p in points if p["dataset"] == dataset])
         ax.scatter([p["macs"] / 1e6 for p in front], [p["top1"] for p in front], s=180, facecolors="none",
@@ -93,7 +117,10 @@ def pareto_plot(points: Sequence[dict[str, Any]], path: str | os.PathLike, refer
     ax.set_title("effzoo shipped checkpoints")
     ax.grid(True, which="both", alpha=0.3)
     if points:
-        ax.legend(loc="best", fontsize=8)
+        # below the axes: inside, "best" avoids the lines but not the labels placed next
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8)
+        fig.tight_layout()  # the final axes size first: label boxes are compared in display units
+        _place_labels(ax, [(_label(p), p["macs"] / 1e6, p["top1"]) for p in points])
     else:
         ax.text(0.5, 0.5, "no checkpoints in the index", ha="center", va="center", transform=ax.transAxes)
     if reference:

@@ -3,10 +3,21 @@ coefficient search (accuracy vs MACs)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from ..artifacts.atomic import atomic_write
+
+
+def evaluation_folder_name(data: str, split: str, resolutions: Sequence[int],
+                           options: Mapping[str, Any] | None = None) -> str:
+    """The folder of one evaluation's plots, e.g. "digits_test_res16-24": one per dataset, split, resolution
+    set (and explicit data options), so evaluations on other data or resolutions never overwrite each other."""
+    name = Path(str(data).rstrip("/\\")).name or str(data)  # a dataset folder path: its basename
+    parts = [name, *(f"{k}-{v}" for k, v in sorted((options or {}).items())), split,
+             "res" + "-".join(str(r) for r in sorted(set(resolutions)))]
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(parts))
 
 
 def _pyplot():

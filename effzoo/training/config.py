@@ -18,6 +18,8 @@ import yaml
 from ..artifacts.atomic import atomic_write
 from ..tasks import TaskSpec, parse_tasks
 
+# What `fixres-finetune --adapt` may fine-tune (effzoo.training.fixres); here because this module is torch-free.
+ADAPT_CHOICES = ("classifier+bn", "bn", "all")
 OPTIMIZERS = ("rmsproptf", "rmsprop", "sgd", "momentum", "adamw")
 SCHEDULES = ("step", "cosine", "constant")
 # Base learning rate per 256 images of global batch, when neither --lr nor --lr-base is given.
@@ -109,6 +111,7 @@ class TrainConfig:
     # -- run -----------------------------------------------------------------------------------
     output: str | None = option(None, "output folder (default runs/<data>-<model>[-phiN])", "str")
     resume: bool = option(False, "continue from OUTPUT/last.ckpt")
+    verbose: bool = option(False, "also print Lightning's own notices and model summary (device lines, tips, ...)")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ADAPT_CHOICES = ("classifier+bn", "bn", "all")
+from .config import ADAPT_CHOICES
+
 _BatchNorm = nn.modules.batchnorm._BatchNorm
 
 

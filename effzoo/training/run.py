@@ -8,7 +8,7 @@ the resolved `config.yaml`, and at the end the exported `model.safetensors` + `m
 from __future__ import annotations
 
 import os
-import warnings
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -21,20 +21,20 @@ from pytorch_lightning.loggers import CSVLogger
 
 from ..artifacts.atomic import atomic_write
 from ..data import ClassificationDataModule, create_source
-from ..models import create_model
+from ..models import create_model, model_info
 from ..mtl import WEIGHTINGS
 from ..scaling import CompoundScaling, round_resolution
 from .config import TrainConfig, resolve, save_yaml
 from .module import CKPT_KEY, ClassificationModule
 from .mtl_module import MultiTaskDataModule, MultiTaskModule
 from .outputs import export_run
+from .progress import TrainProgress, count, interactive, quiet_lightning
 
 LAST = "last.ckpt"
 # Upsampling beyond this factor over the data's own base resolution adds no detail, only cost.
 MAX_UPSCALE = 4.0
-# Lightning notices that are expected here, not actionable by the user.
-QUIET = (r".*smaller than the logging interval.*", r"Checkpoint directory .* exists and is not empty.*",
-         r".*isinstance\(treespec, LeafSpec\).*")
+# A final feature map under this many stride cells a side leaves the last stages nearly nothing to see.
+MIN_FINAL_MAP = 2
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -101,7 +101,26 @@ def check_stride(cfg: TrainConfig, model: torch.nn.Module) -> int:
         raise ValueError(
             f"phi too small for this data's resolution: {what}, below the model's total stride {stride} "
             f"(its last feature map would be empty); use --small-input (stride 8) or a larger phi")
+    if res < MIN_FINAL_MAP * stride:
+        warn_low_resolution(res, stride, small_input=bool(model.pretrained_cfg.small_input))
     return res
+
+
+def warn(message: str) -> None:
+    """One plain line on stderr (rank 0), not Python's `file:line: UserWarning` and echoed source line."""
+    if env_rank() == 0:
+        print(f"effzoo train: warning: {message}", file=sys.stderr, flush=True)
+
+
+def warn_low_resolution(res: int, stride: int, small_input: bool) -> None:
+    """Training still works below 2x2 stride cells, but the last stages see almost only padding."""
+    final = max(1, res // stride)
+    fixes = ["a larger --phi", f"--image-size {MIN_FINAL_MAP * stride} or more"]
+    if not small_input:
+        fixes.append("--small-input (stride 8)")
+    warn(f"training at {res} px with total stride {stride} leaves a {final}x{final} final feature map "
+         f"(under {MIN_FINAL_MAP}x{MIN_FINAL_MAP}): the network cannot use its later stages; use "
+         + ", ".join(fixes[:-1]) + f" or {fixes[-1]}")
 
 
 def prepare_output(cfg: TrainConfig) -> Path:
@@ -136,8 +155,13 @@ def ema_avg_with_warmup(decay: float) -> Callable[[torch.Tensor, torch.Tensor, t
     return average
 
 
-def build_trainer(cfg: TrainConfig, output: Path) -> pl.Trainer:
+def build_trainer(cfg: TrainConfig, output: Path, summary: str = "") -> pl.Trainer:
+    """The run's Trainer. In a terminal it draws Lightning's progress bar; anywhere else (a log file,
+    CI, nohup) plain progress lines instead. `summary` is the run's one-line description (`run_summary`)."""
+    bar = cfg.progress_bar and interactive()
     callbacks: list[pl.Callback] = [
+        # first: its setup quiets Lightning before the other callbacks' setup notices
+        TrainProgress(summary, cfg.batch_size, lines=cfg.progress_bar and not bar, verbose=cfg.verbose),
         ModelCheckpoint(dirpath=output, filename="best-epoch{epoch:03d}-top1_{val_top1:.4f}", monitor="val_top1",
                         mode="max", save_top_k=1, auto_insert_metric_name=False),
         # `last.ckpt` from its own callback: Lightning 2.6's save_last=True writes "last" only in an epoch that
@@ -157,13 +181,27 @@ def build_trainer(cfg: TrainConfig, output: Path) -> pl.Trainer:
     on_gpu = cfg.accelerator in ("gpu", "cuda") or (cfg.accelerator == "auto" and torch.cuda.is_available())
     # torch refuses SyncBatchNorm on CPU tensors; on GPUs with DDP it keeps BN statistics global.
     sync_bn = on_gpu and _world_size(cfg, on_gpu) > 1
+    # Passed only when set: at 1.0 Lightning announces that 100% of the batches will be used. (An int 1 is
+    # one batch, not all of them, and 1 == 1.0 in Python: hence the type test.)
+    limits = {k: v for k in ("limit_train_batches", "limit_val_batches")
+              if not (isinstance(v := getattr(cfg, k), float) and v == 1.0)}
     return pl.Trainer(
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
         strategy=cfg.strategy, precision=cfg.precision, sync_batchnorm=sync_bn, deterministic=cfg.deterministic,
         logger=CSVLogger(output, name="logs"), callbacks=callbacks, plugins=[AtomicCheckpointIO()],
-        default_root_dir=output, enable_progress_bar=cfg.progress_bar, limit_train_batches=cfg.limit_train_batches,
-        limit_val_batches=cfg.limit_val_batches, log_every_n_steps=10,
+        default_root_dir=output, enable_progress_bar=bar, log_every_n_steps=10, **limits,
+        # Lightning's summary counts FLOPs as 0 for this model; effzoo prints its own (run_summary)
+        enable_model_summary=cfg.verbose,
     )
+
+
+def run_summary(cfg: TrainConfig, module: pl.LightningModule, dm: pl.LightningDataModule) -> str:
+    """`mobilenetv2_035: 400 K params, 1.2 M MACs at 16 px`: true counts (one forward pass), where
+    Lightning's model summary showed FLOPs of 0. The progress callback adds data, device and epochs."""
+    res = dm.image_size
+    info = model_info(module.model, (dm.in_chans, res, res))
+    name = cfg.model if cfg.phi is None else f"{cfg.model} phi={cfg.phi:g}"
+    return f"{name}: {count(info['params'])} params, {count(info['macs'])} MACs at {res} px"
 
 
 def build(cfg: TrainConfig) -> tuple[TrainConfig, pl.LightningDataModule, pl.LightningModule]:
@@ -229,10 +267,10 @@ def run_training(config: TrainConfig | Mapping[str, Any]) -> TrainResult:
     cfg, dm, module = build(cfg)
     if env_rank() == 0:
         save_yaml(cfg, output / "config.yaml")
-    trainer = build_trainer(cfg, output)
-    with warnings.catch_warnings():
-        for pattern in QUIET:
-            warnings.filterwarnings("ignore", message=pattern)
+    summary = run_summary(cfg, module, dm) if env_rank() == 0 else ""
+    # Scoped: one process may run many trainings (tests, `effzoo search`); Trainer() itself prints notices.
+    with quiet_lightning(cfg.verbose):
+        trainer = build_trainer(cfg, output, summary)
         trainer.fit(module, datamodule=dm, ckpt_path=str(output / LAST) if cfg.resume else None, weights_only=True)
 
         # Export the checkpoint selected on validation (EMA weights when EMA is on: what validation measured).
