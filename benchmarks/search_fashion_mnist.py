@@ -49,7 +49,10 @@ def main() -> None:
                  "--epochs", str(args.epochs), "--budget-minutes", str(args.budget_minutes), "--train-limit",
                  str(args.train_limit), "--max-candidates", str(args.max_candidates), "--output", str(out / "search")])
     search_minutes = (time.monotonic() - started) / 60
-    winner = json.loads((out / "search" / "ranking.json").read_text())["winner"]
+    ranking = json.loads((out / "search" / "ranking.json").read_text())
+    if ranking["winner"] is None:
+        raise SystemExit("the search's candidates are all within noise of chance: raise --epochs or --budget-minutes")
+    winner = ranking["winner"]
     base_res = create_datamodule("fashion-mnist").base_resolution
     arms = {
         "baseline (phi=0)": dict(phi=0.0),

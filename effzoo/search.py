@@ -19,7 +19,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -267,3 +267,17 @@ def halving_runs(n: int, eta: int = 2) -> int:
     while alive > 1:
         runs, alive = runs + alive, alive // eta
     return runs + (1 if n else 0)
+
+
+def chance_band(num_classes: int, num_val: int, sigmas: float = 3.0) -> tuple[float, float]:
+    """Top-1 (percent) of guessing among `num_classes`, and the highest top-1 that is still within `sigmas`
+    binomial standard deviations of it on `num_val` validation images."""
+    p = 1.0 / max(num_classes, 1)
+    return 100 * p, 100 * (p + sigmas * math.sqrt(p * (1 - p) / max(num_val, 1)))
+
+
+def near_chance(top1_percent: Sequence[float], num_classes: int, num_val: int) -> bool:
+    """True when no trained candidate is distinguishable from guessing: ranking them would name a
+    winner by noise (measured: `effzoo search --data digits --budget-minutes 4` trained three candidates
+    for one epoch each, all at 11.2% or less, chance being 10%)."""
+    return all(a <= chance_band(num_classes, num_val)[1] for a in top1_percent)

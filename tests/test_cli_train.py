@@ -99,3 +99,16 @@ def test_help_names_pair_options_as_pairs(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "--scale LO,HI" in out and "--coefficients A,B,G" in out
     assert "fashion-mnist) (default: None)" not in out
+
+
+def test_help_shows_the_defaults_a_run_gets(capsys):
+    """Defaults that come from a data recipe are shown as such; an empty default says what it means."""
+    from effzoo.training.config import DATA_RECIPES
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    digits, fashion = DATA_RECIPES["digits"]["epochs"], DATA_RECIPES["fashion-mnist"]["epochs"]
+    assert f"training epochs (default: data recipe: digits {digits}, fashion-mnist {fashion}; else 30)" in out
+    assert "optimizer (timm names) (default: data recipe: digits adamw, fashion-mnist adamw; else rmsproptf)" in out
+    assert "(default: None)" not in out and "else None" not in out

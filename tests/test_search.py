@@ -128,3 +128,12 @@ def test_spread_order_starts_balanced_and_covers_the_grid():
     closest = sorted(cands, key=lambda c: abs(c.measured_ratio - 2))[:4]
     assert _min_pairwise(order[:4]) > 2 * _min_pairwise(closest)
     assert {max(range(3), key=flops_shares(c).__getitem__) for c in order[:4]} == {0, 1, 2}
+
+
+def test_a_ranking_of_noise_names_no_winner():
+    from effzoo.search import chance_band, near_chance
+
+    chance, band = chance_band(10, 269)  # digits' val split: 10 classes
+    assert chance == pytest.approx(10.0) and 15 < band < 16  # 3 binomial sigmas: 5.5 points
+    assert near_chance([11.2, 10.4, 9.7], 10, 269)  # the measured 4-minute search: one epoch each
+    assert not near_chance([11.2, 42.0], 10, 269)

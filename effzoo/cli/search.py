@@ -108,18 +108,18 @@ def run(args: argparse.Namespace) -> int:
     if not ranked:
         raise ValueError(f"--budget-minutes {args.budget_minutes} was too small to train a single candidate; "
                          f"raise it (or use --train-limit / a coarser --grid-step)")
-    report(args, ranked, kept, dropped, base_macs, out, merged)
+    report(args, ranked, kept, dropped, base_macs, out, merged, dm.num_classes, dm.split_sizes().get("val", 0))
     return 0
 
 
 def report(args: argparse.Namespace, ranked: list[Candidate], kept: list[Candidate], dropped: list[Candidate],
-           base_macs: int, out: Path, merged: list[Candidate]) -> None:
+           base_macs: int, out: Path, merged: list[Candidate], num_classes: int, num_val: int) -> None:
     # deferred: torch/Lightning take seconds to import; --help and argument errors must not wait
     from rich.console import Console
     from rich.table import Table
 
     from ..evaluation.plots import plot_search_candidates
-    from ..search import candidate_row
+    from ..search import candidate_row, chance_band, near_chance
 
     target = args.objective_target or args.target_flops_ratio * base_macs
     rows = [candidate_row(c, target, args.objective_w) for c in ranked]
@@ -135,9 +135,17 @@ def report(args: argparse.Namespace, ranked: list[Candidate], kept: list[Candida
     console = Console(width=max(120, Console().width))
     console.print(table)
     best = rows[0]
-    console.print(f"winner: effzoo train --model {args.model} --coefficients {best['coefficients_arg']} --phi 2")
+    chance, band = chance_band(num_classes, num_val)
+    if near_chance([r["best_accuracy"] for r in rows], num_classes, num_val):
+        best = None  # a ranking of noise names no winner
+        console.print(f"no winner: every trained candidate is within noise of chance (best val top-1 "
+                      f"{rows[0]['best_accuracy']:.1f}%, chance {chance:.1f}%, noise up to {band:.1f}% on {num_val} "
+                      f"val images); they trained too briefly to rank. Rerun with more epochs (--epochs) or a "
+                      f"larger --budget-minutes; trained candidates are kept and resumed.")
+    else:
+        console.print(f"winner: effzoo train --model {args.model} --coefficients {best['coefficients_arg']} --phi 2")
     result = {"model": args.model, "data": args.data, "baseline_macs": base_macs, "objective_target": target,
-              "winner": best, "ranked": rows,
+              "winner": best, "top_ranked": rows[0], "chance_top1": chance, "noise_band_top1": band, "ranked": rows,
               "untrained": [candidate_row(c, target) for c in kept if not c.accuracy],
               "same_network_as_another": [candidate_row(c, target) for c in merged],
               "dropped_by_measured_macs": [candidate_row(c, target) for c in dropped]}

@@ -41,17 +41,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def help_with_default(f: dataclasses.Field) -> str:
-    """The option's help and the default a run really gets: a built-in data recipe's value comes first
-    (`digits 8, fashion-mnist 16`), then the plain default."""
+    """The option's help and the default a run really gets: a built-in data recipe's value first
+    (`digits 8, fashion-mnist 16`), then the plain default (or what an empty one means)."""
     default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    plain = f.metadata["shown_default"] or _show(default)
     recipes = ", ".join(f"{data} {_show(recipe[f.name])}" for data, recipe in DATA_RECIPES.items() if f.name in recipe)
-    text = f.metadata["help"]
-    if recipes:
-        # A help text that explains its own default (e.g. "default: the model's") keeps that as the "else".
-        plain = "as described" if "default" in text else _show(default)
-        return f"{text} (default: data recipe: {recipes}; else {plain})"
-    # Help that already explains its default (a dataset's choice, say) is not followed by "(default: None)".
-    return text if "default" in text else f"{text} (default: {_show(default)})"
+    return f"{f.metadata['help']} (default: " + (f"data recipe: {recipes}; else {plain})" if recipes else f"{plain})")
 
 
 def _show(value: Any) -> str:

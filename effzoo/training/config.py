@@ -27,12 +27,13 @@ DEFAULT_LR_BASE = {"rmsproptf": 0.016, "rmsprop": 0.016, "sgd": 0.1, "momentum":
 
 
 def option(default: Any, help: str, kind: str | None = None, choices: tuple | None = None,
-           metavar: str | None = None) -> Any:
+           metavar: str | None = None, shown_default: str | None = None) -> Any:
     """A config field. `kind` (int, float, str, bool, floats, dict, devices, number) says how
     YAML and CLI values are checked and converted; it defaults to the default's type. `metavar`
-    names the value in `--help` when the kind's generic name would mislead (a pair, not a triple)."""
+    names the value in `--help` when the kind's generic name would mislead (a pair, not a triple);
+    `shown_default` says in words what an empty (None) default means."""
     kind = kind or type(default).__name__
-    meta = {"help": help, "kind": kind, "choices": choices, "metavar": metavar}
+    meta = {"help": help, "kind": kind, "choices": choices, "metavar": metavar, "shown_default": shown_default}
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -42,29 +43,29 @@ def option(default: Any, help: str, kind: str | None = None, choices: tuple | No
 class TrainConfig:
     # -- model ---------------------------------------------------------------------------------
     model: str = option("efficientnet", "registered model or family name (see `effzoo models`)")
-    phi: float | None = option(None, "compound-scaling exponent phi (families: efficientnet, resnet, mobilenetv2)", "float")
-    coefficients: list | None = option(None, "alpha,beta,gamma of compound scaling (default 1.2,1.1,1.15)", "floats")
-    depth_multiplier: float | None = option(None, "override the depth multiplier (single-dimension scaling, paper Fig. 3); with --phi it replaces phi's", "float")
-    width_multiplier: float | None = option(None, "override the width multiplier (single-dimension scaling); with --phi it replaces phi's", "float")
-    small_input: bool | None = option(None, "drop the first two stride-2s (total stride 32 -> 8); default: on below 128 px", "bool")
-    drop_rate: float | None = option(None, "dropout before the classifier (default: the model's, by phi)", "float")
-    drop_path_rate: float | None = option(None, "stochastic depth rate (default: the model's, 0.2 for EfficientNet)", "float")
+    phi: float | None = option(None, "compound-scaling exponent phi (families: efficientnet, resnet, mobilenetv2)", "float", shown_default="none: the named model as published")
+    coefficients: list | None = option(None, "alpha,beta,gamma of compound scaling", "floats", shown_default="1.2,1.1,1.15")
+    depth_multiplier: float | None = option(None, "override the depth multiplier (single-dimension scaling, paper Fig. 3); with --phi it replaces phi's", "float", shown_default="alpha^phi, or 1")
+    width_multiplier: float | None = option(None, "override the width multiplier (single-dimension scaling); with --phi it replaces phi's", "float", shown_default="beta^phi, or 1")
+    small_input: bool | None = option(None, "drop the first two stride-2s (total stride 32 -> 8)", "bool", shown_default="on below 128 px")
+    drop_rate: float | None = option(None, "dropout before the classifier", "float", shown_default="the model's, by phi")
+    drop_path_rate: float | None = option(None, "stochastic depth rate", "float", shown_default="the model's, 0.2 for EfficientNet")
+    head_init: str = option("zero", "classifier init when training from scratch: zero (the loss starts at ln(classes)) or model (the family's own: TF/timm's uniform, large initial logits)", choices=("zero", "model"))
     # -- data ----------------------------------------------------------------------------------
     data: str = option("digits", "digits, fashion-mnist, synthetic, or a folder with train/ and val/")
-    data_dir: str | None = option(None, "where the dataset files are (fashion-mnist IDX files)", "str")
+    data_dir: str | None = option(None, "where the dataset files are (fashion-mnist IDX files)", "str", shown_default="/usr/share/datasets/fashion-mnist, else downloaded")
     data_options: dict = option({}, "extra dataset options (synthetic: num_classes, in_chans, size, num_samples)", "dict")
-    image_size: int | None = option(None, "train resolution (default: the data's base resolution x the model's gamma^phi)", "int")
-    eval_image_size: int | None = option(None, "val/test resolution (default: the train resolution)", "int")
+    image_size: int | None = option(None, "train resolution", "int", shown_default="the data's base resolution x the model's gamma^phi")
+    eval_image_size: int | None = option(None, "val/test resolution", "int", shown_default="the train resolution")
     crop_pct: float = option(0.875, "eval center-crop fraction")
     interpolation: str = option("bicubic", "resize interpolation", choices=("bicubic", "bilinear", "nearest"))
     batch_size: int = option(64, "batch size per device")
-    num_workers: int | None = option(None, "data loader workers per process (default: by core count)", "int")
-    val_fraction: float | None = option(None, "share of the training pool held out for validation", "float")
-    train_limit: int | None = option(None, "use at most this many training images (stratified)", "int")
+    num_workers: int | None = option(None, "data loader workers per process", "int", shown_default="by core count")
+    val_fraction: float | None = option(None, "share of the training pool held out for validation", "float", shown_default="the dataset's own split")
+    train_limit: int | None = option(None, "use at most this many training images (stratified)", "int", shown_default="all")
     on_bad_image: str = option("skip", "unreadable images in folders: skip with a warning, or fail", choices=("skip", "error"))
-    scale: list | None = option(None, "RandomResizedCrop area range low,high (default: the dataset's recipe, e.g. 0.6,1 for fashion-mnist)",
-                                 "floats",
-                                 metavar="LO,HI")
+    scale: list | None = option(None, "RandomResizedCrop area range low,high", "floats", metavar="LO,HI",
+                                shown_default="the dataset's own range")
     rand_augment: str | None = option("rand-m9-mstd0.5", "timm RandAugment spec ('none' to disable)", "str")
     random_erasing: float = option(0.0, "random erasing probability")
     mixup: float = option(0.0, "mixup alpha (0: off)")
@@ -73,10 +74,10 @@ class TrainConfig:
     # -- optimization --------------------------------------------------------------------------
     epochs: int = option(30, "training epochs")
     opt: str = option("rmsproptf", "optimizer (timm names)", choices=OPTIMIZERS)
-    lr: float | None = option(None, "absolute learning rate; overrides --lr-base", "float")
-    lr_base: float | None = option(None, "learning rate per 256 images of global batch (rmsprop 0.016, sgd 0.1, adamw 0.001)", "float")
+    lr: float | None = option(None, "absolute learning rate; overrides --lr-base", "float", shown_default="from --lr-base and the global batch")
+    lr_base: float | None = option(None, "learning rate per 256 images of global batch", "float", shown_default="the optimizer's: rmsprop 0.016, sgd 0.1, adamw 0.001")
     momentum: float = option(0.9, "optimizer momentum (rmsprop, sgd)")
-    opt_eps: float | None = option(None, "optimizer epsilon (default: 1e-3 for rmsprop as in the paper, else the optimizer's)", "float")
+    opt_eps: float | None = option(None, "optimizer epsilon", "float", shown_default="1e-3 for rmsprop as in the paper, else the optimizer's")
     rms_decay: float = option(0.9, "RMSProp decay of the squared-gradient average (alpha)")
     weight_decay: float = option(1e-5, "weight decay (not applied to biases and norm layers)")
     sched: str = option("step", "learning-rate schedule after warm-up", choices=SCHEDULES)
@@ -99,17 +100,17 @@ class TrainConfig:
     limit_train_batches: Any = option(1.0, "fraction (float) or number (int) of training batches per epoch", "number")
     limit_val_batches: Any = option(1.0, "fraction (float) or number (int) of validation batches", "number")
     test: bool = option(True, "evaluate the selected model once on the test split at the end")
-    progress_bar: bool = option(True, "show a progress bar")
+    progress_bar: bool = option(True, "draw a progress bar in a terminal (elsewhere, and with --no-progress-bar: plain progress lines)")
     # -- multi-task (off unless `tasks` is set) -------------------------------------------------
-    tasks: list[TaskSpec] | None = option(None, "multi-task heads, e.g. fine:cls:10,coarse:cls:4:0.5 (YAML: a list or mapping); the first is the main task", "tasks")
+    tasks: list[TaskSpec] | None = option(None, "multi-task heads, e.g. fine:cls:10,coarse:cls:4:0.5 (YAML: a list or mapping); the first is the main task", "tasks", shown_default="one task: the data's labels")
     weighting: str = option("fixed", "multi-task loss weighting", choices=("fixed", "uncertainty", "dwa", "gradnorm", "pcgrad"))
     weighting_options: dict = option({}, "options of the weighting (dwa: temperature; gradnorm: alpha, lr; uncertainty: form)", "dict")
-    head_reg: str | None = option(None, "structural regularizer of the stacked heads (l1, ridge, elastic_net, l21, trace), as a proximal step", "str")
+    head_reg: str | None = option(None, "structural regularizer of the stacked heads (l1, ridge, elastic_net, l21, trace), as a proximal step", "str", shown_default="none")
     head_reg_strength: float = option(0.0, "strength of --head-reg")
     feature_norm: str = option("none", "normalize the shared features before the heads", choices=("none", "layernorm", "l2"))
-    main_label_limit: int | None = option(None, "keep the main task's label on only this many training images (seeded)", "int")
+    main_label_limit: int | None = option(None, "keep the main task's label on only this many training images (seeded)", "int", shown_default="all")
     # -- run -----------------------------------------------------------------------------------
-    output: str | None = option(None, "output folder (default runs/<data>-<model>[-phiN])", "str")
+    output: str | None = option(None, "output folder", "str", shown_default="runs/<data>-<model>[-phiN]")
     resume: bool = option(False, "continue from OUTPUT/last.ckpt")
     verbose: bool = option(False, "also print Lightning's own notices and model summary (device lines, tips, ...)")
 
@@ -185,7 +186,7 @@ class TrainConfig:
 # thousands of steps; here there are a few hundred. configs/<data>.yaml repeat these values.
 DATA_RECIPES: dict[str, dict[str, Any]] = {
     "digits": {
-        "small_input": True, "batch_size": 32, "epochs": 8, "opt": "adamw", "lr_base": 0.016,
+        "small_input": True, "batch_size": 32, "epochs": 5, "opt": "adamw", "lr_base": 0.016,
         "weight_decay": 1e-5, "sched": "cosine", "warmup_epochs": 1.0, "drop_path_rate": 0.0,
         "rand_augment": None, "label_smoothing": 0.1, "ema_decay": 0.0,
     },
@@ -194,6 +195,8 @@ DATA_RECIPES: dict[str, dict[str, Any]] = {
         "weight_decay": 0.05, "sched": "cosine", "warmup_epochs": 1.0, "drop_path_rate": 0.05,
         "rand_augment": None, "random_erasing": 0.0, "scale": [0.6, 1.0], "crop_pct": 1.0,
         "label_smoothing": 0.1, "ema_decay": 0.999,
+        # Measured (93.43% test) with the family's own classifier init; the zero head is not measured here yet.
+        "head_init": "model",
     },
 }
 _DATA_ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist"}

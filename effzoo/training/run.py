@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -22,9 +23,11 @@ from pytorch_lightning.loggers import CSVLogger
 from ..artifacts.atomic import atomic_write
 from ..data import ClassificationDataModule, create_source
 from ..models import create_model, model_info
+from ..models.init import zero_init_classifier
 from ..mtl import WEIGHTINGS
 from ..scaling import CompoundScaling, round_resolution
 from .config import TrainConfig, resolve, save_yaml
+from .cpu_share import CpuShare
 from .module import CKPT_KEY, ClassificationModule
 from .mtl_module import MultiTaskDataModule, MultiTaskModule
 from .outputs import export_run
@@ -155,13 +158,14 @@ def ema_avg_with_warmup(decay: float) -> Callable[[torch.Tensor, torch.Tensor, t
     return average
 
 
-def build_trainer(cfg: TrainConfig, output: Path, summary: str = "") -> pl.Trainer:
+def build_trainer(cfg: TrainConfig, output: Path, summary: str = "", workers: int = 0) -> pl.Trainer:
     """The run's Trainer. In a terminal it draws Lightning's progress bar; anywhere else (a log file,
-    CI, nohup) plain progress lines instead. `summary` is the run's one-line description (`run_summary`)."""
+    CI, nohup) plain progress lines instead. `summary` is the run's one-line description (`run_summary`);
+    `workers`, the data loader's processes, which share the cores with torch's threads (`CpuShare`)."""
     bar = cfg.progress_bar and interactive()
     callbacks: list[pl.Callback] = [
         # first: its setup quiets Lightning before the other callbacks' setup notices
-        TrainProgress(summary, cfg.batch_size, lines=cfg.progress_bar and not bar, verbose=cfg.verbose),
+        TrainProgress(summary, cfg.batch_size, lines=not bar, verbose=cfg.verbose),  # lines wherever no bar is drawn
         ModelCheckpoint(dirpath=output, filename="best-epoch{epoch:03d}-top1_{val_top1:.4f}", monitor="val_top1",
                         mode="max", save_top_k=1, auto_insert_metric_name=False),
         # `last.ckpt` from its own callback: Lightning 2.6's save_last=True writes "last" only in an epoch that
@@ -170,6 +174,7 @@ def build_trainer(cfg: TrainConfig, output: Path, summary: str = "") -> pl.Train
         ModelCheckpoint(dirpath=output, filename=LAST.removesuffix(".ckpt"), save_top_k=1, every_n_epochs=1,
                         enable_version_counter=False),
         LearningRateMonitor(logging_interval="step"),
+        CpuShare(workers, log=announce),
     ]
     if cfg.ema_decay > 0:
         ema = EMAWeightAveraging(decay=cfg.ema_decay)
@@ -195,6 +200,11 @@ def build_trainer(cfg: TrainConfig, output: Path, summary: str = "") -> pl.Train
     )
 
 
+def announce(message: str) -> None:
+    """One line of news from a run (a function, not a lambda: DDP spawn pickles the callbacks)."""
+    print(f"effzoo train: {message}", flush=True)
+
+
 def run_summary(cfg: TrainConfig, module: pl.LightningModule, dm: pl.LightningDataModule) -> str:
     """`mobilenetv2_035: 400 K params, 1.2 M MACs at 16 px`: true counts (one forward pass), where
     Lightning's model summary showed FLOPs of 0. The progress callback adds data, device and epochs."""
@@ -214,6 +224,8 @@ def build(cfg: TrainConfig) -> tuple[TrainConfig, pl.LightningDataModule, pl.Lig
     if cfg.tasks is not None:
         check_weighting_fits_devices(cfg)
     model = create_model(cfg.model, **model_spec(cfg, source.base_resolution, source.in_chans, source.num_classes))
+    if cfg.head_init == "zero":
+        zero_init_classifier(model)
     res = check_stride(cfg, model)
     cfg = cfg.replace(small_input=bool(model.pretrained_cfg.small_input))
     dm_class, extra = ClassificationDataModule, {}
@@ -270,8 +282,10 @@ def run_training(config: TrainConfig | Mapping[str, Any]) -> TrainResult:
     summary = run_summary(cfg, module, dm) if env_rank() == 0 else ""
     # Scoped: one process may run many trainings (tests, `effzoo search`); Trainer() itself prints notices.
     with quiet_lightning(cfg.verbose):
-        trainer = build_trainer(cfg, output, summary)
+        trainer = build_trainer(cfg, output, summary, workers=dm.num_workers)
+        started = time.perf_counter()
         trainer.fit(module, datamodule=dm, ckpt_path=str(output / LAST) if cfg.resume else None, weights_only=True)
+        fit_seconds = time.perf_counter() - started
 
         # Export the checkpoint selected on validation (EMA weights when EMA is on: what validation measured).
         best = trainer.checkpoint_callback.best_model_path or str(output / LAST)
@@ -281,7 +295,7 @@ def run_training(config: TrainConfig | Mapping[str, Any]) -> TrainResult:
         keep = ("val_top1", "val_top5", "val_loss")
         metrics: dict[str, Any] = {k: v for k, v in extra.get("val_metrics", {}).items()
                                    if k in keep or (cfg.tasks is not None and not k.endswith("_step"))}
-        metrics.update(best_epoch=extra.get("epoch"), best_checkpoint=Path(best).name,
+        metrics.update(train_seconds=round(fit_seconds, 1), best_epoch=extra.get("epoch"), best_checkpoint=Path(best).name,
                        global_step=trainer.global_step, epochs_run=trainer.current_epoch)
         if cfg.test and dm.has_test:
             results = trainer.test(module, datamodule=dm, verbose=False)
