@@ -98,3 +98,27 @@ def test_progress_writes_a_line_per_tenth_only_when_asked():
     assert resolve_label(None, "16px") is None
     with reporting("fixres-finetune"):
         assert resolve_label(None, "16px") == "fixres-finetune 16px" and resolve_label("own", "16px") == "own"
+
+
+def test_commands_take_a_shipped_zoo_name_and_never_write_into_the_zoo(tmp_path, monkeypatch, capsys):
+    """CHECKPOINT may be a zoo name (sha256-checked, as in Python); outputs go to runs/<name>/, and an unknown
+    name gets the close ones."""
+    import effzoo
+    from effzoo.artifacts.zoo_index import checkpoints_dir, sha256_file
+    from effzoo.cli import main
+
+    name = "effzoo_efficientnet_phi-6_digits"
+    folder = checkpoints_dir() / name
+    before = {p.name: sha256_file(p) for p in folder.iterdir() if p.is_file()}
+    monkeypatch.chdir(tmp_path)
+    assert effzoo.load_checkpoint(name).num_classes == 10
+    assert main(["evaluate", "--checkpoint", name, "--res", "16"]) == 0
+    assert (tmp_path / "runs" / name / "evaluation").is_dir()
+    assert main(["export", "--checkpoint", name, "--format", "torchscript", "--no-check"]) == 0
+    assert (tmp_path / "runs" / name / "model.torchscript.pt").is_file()
+    assert {p.name: sha256_file(p) for p in folder.iterdir() if p.is_file()} == before
+    assert not (folder / "evaluation").exists()
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", "effzoo_efficientnet_phi-6_digit"]) == 2
+    err = capsys.readouterr().err
+    assert "neither a file or folder nor a shipped zoo model" in err and name in err

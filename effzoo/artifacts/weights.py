@@ -23,7 +23,7 @@ from ..models import create_model, registry
 from ..models.multitask import MultiTaskModel
 from ..tasks import parse_tasks
 from .atomic import atomic_write
-from .zoo_index import check_against_index, find_pretrained
+from .zoo_index import check_against_index, find_pretrained, resolve_checkpoint
 
 # Where pretrained=True looks before going to the network.
 HUB_FILENAME = "model.safetensors"
@@ -187,11 +187,10 @@ def load_checkpoint(path: str | os.PathLike) -> nn.Module:
 
     `path` is an output folder (with model.safetensors + model.json), a `.safetensors` file
     (metadata: its sibling `.json`, else `model.json` beside it), or a Lightning `.ckpt` written
-    by `effzoo train` (read with weights_only=True; architecture from its hyperparameters).
+    by `effzoo train` (read with weights_only=True; architecture from its hyperparameters), or the
+    name of a shipped zoo model (its files sha256-checked).
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+    path, _ = resolve_checkpoint(path)
     if path.is_dir():
         if not (path / MODEL_WEIGHTS).is_file():
             ckpts = sorted(path.glob("*.ckpt"))

@@ -19,6 +19,7 @@ Adding a model (what built the shipped ones)::
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -213,3 +214,25 @@ def index_entry_for(folder: str | os.PathLike) -> dict[str, Any] | None:
     return next((e for n, e in models.items() if e.get("folder", n) == folder.name), None)
 
 
+def resolve_checkpoint(spec: str | os.PathLike, root: str | os.PathLike | None = None) -> tuple[Path, str | None]:
+    """What a CHECKPOINT argument names: an existing path (run folder, .safetensors, .ckpt), else a shipped
+    zoo name, whose folder is returned after its sha256s are checked. Returns (path, zoo name or None).
+    Every command that takes a checkpoint, and `load_checkpoint`, resolve through here."""
+    path = Path(spec)
+    if path.exists():
+        return path, None
+    name = str(spec)
+    models = read_index(root)["models"] if _root_or_none(root) is not None else {}
+    if name in models:
+        return verify(name, root), name
+    close = difflib.get_close_matches(name, list(models), n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(close)}?" if close else (f" Shipped models: `effzoo zoo list`." if models else "")
+    raise FileNotFoundError(f"checkpoint not found: {spec} is neither a file or folder nor a shipped zoo model.{hint}")
+
+
+def _root_or_none(root: str | os.PathLike | None) -> Path | None:
+    try:
+        base = _root(root)
+    except (FileNotFoundError, ValueError):
+        return None
+    return base if (base / INDEX_NAME).is_file() else None

@@ -23,7 +23,7 @@ def data_option(text: str) -> tuple[str, Any]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="an `effzoo train` output folder, model.safetensors or .ckpt")
+    p.add_argument("--checkpoint", required=True, help="an `effzoo train` output folder, model.safetensors, a Lightning .ckpt, or a shipped zoo name (`effzoo zoo list`)")
     p.add_argument("--data", help="digits, fashion-mnist, synthetic or an image folder "
                                   "(default: the dataset the checkpoint was trained on, with that run's splits)")
     p.add_argument("--data-dir", help="where the data's files are (fashion-mnist)")
@@ -45,9 +45,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # deferred: torch/Lightning take seconds to import; --help and argument errors must not wait
     from ..artifacts.weights import load_checkpoint
+    from ..artifacts.zoo_index import resolve_checkpoint
     from ..evaluation.evaluate import parse_resolutions, resolution_sweep, resolve_device
 
     device = resolve_device(args.device)  # before loading anything: a wrong device fails at once
+    args.checkpoint, args.zoo_name = resolve_checkpoint(args.checkpoint)
     model = load_checkpoint(args.checkpoint).to(device)
     data, dm = build_data(args, model)
     resolutions = parse_resolutions(args.res or [model.pretrained_cfg["test_input_size"][-1]],
@@ -128,7 +130,9 @@ def write_plots(args: argparse.Namespace, model: Any, rows: list[dict[str, Any]]
 
     ckpt = Path(args.checkpoint)
     name = evaluation_folder_name(data, args.split, resolutions, dict(args.data_option))
-    out = Path(args.output) if args.output else (ckpt if ckpt.is_dir() else ckpt.parent) / "evaluation" / name
+    # A shipped model's folder stays as indexed: its evaluations go to runs/<zoo name>/ instead.
+    home = Path("runs") / args.zoo_name if getattr(args, "zoo_name", None) else (ckpt if ckpt.is_dir() else ckpt.parent)
+    out = Path(args.output) if args.output else home / "evaluation" / name
     best = max(rows, key=lambda r: r["top1"])
     written = [plot_confusion_matrix(best["confusion_matrix"], class_names(model), out / "confusion_matrix.png",
                                      f"{data} {args.split}, {best['resolution']} px: top-1 {best['top1']:.2f}%")]

@@ -10,7 +10,8 @@ from ..export.formats import FORMATS, SUFFIXES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="output folder, .safetensors (+ .json) or Lightning .ckpt")
+    p.add_argument("--checkpoint", required=True,
+                   help="output folder, .safetensors (+ .json), Lightning .ckpt, or a shipped zoo name (`effzoo zoo list`)")
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--output", default=None, help="output file (default: next to the checkpoint, "
                    + ", ".join(f"{k}: {v}" for k, v in SUFFIXES.items()) + ")")
@@ -29,12 +30,13 @@ def default_output(checkpoint: str | Path, fmt: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     # deferred: torch/Lightning take seconds to import; --help and argument errors must not wait
     from ..artifacts.weights import load_checkpoint
+    from ..artifacts.zoo_index import resolve_checkpoint
     from ..export.onnx import export_model
 
-    ckpt = Path(args.checkpoint)
-    if not ckpt.exists():
-        raise FileNotFoundError(f"checkpoint not found: {ckpt}")
-    output = Path(args.output) if args.output else default_output(ckpt, args.format)
+    ckpt, zoo_name = resolve_checkpoint(args.checkpoint)
+    # A shipped model's folder stays as indexed: its export goes to runs/<zoo name>/.
+    zoo_output = Path("runs") / zoo_name / ("model" + SUFFIXES[args.format]) if zoo_name else None
+    output = Path(args.output) if args.output else zoo_output or default_output(ckpt, args.format)
     if output.resolve() == ckpt.resolve():
         raise ValueError(f"--output {output} would overwrite the checkpoint")
     model = load_checkpoint(ckpt)

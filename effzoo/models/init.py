@@ -59,8 +59,8 @@ def init_weights(model: nn.Module, scheme: str = "efficientnet") -> nn.Module:
 def zero_init_classifier(model: nn.Module) -> nn.Module:
     """Zero the final linear layer: a network trained from scratch then starts at uniform predictions
     (loss ln(classes)) instead of the TF/timm init's large random logits (a 1280-wide head with
-    U(+-1/sqrt(classes)) weights gives logits of std ~4 at 10 classes: measured first-epoch val loss 7.4
-    on digits). The backbone gets its gradient from the second step on. Loading weights (timm's,
+    U(+-1/sqrt(classes)) weights gives logits of std ~4 at 10 classes; on the digits main job the first
+    epoch's val loss was 3.08 against 2.29, and 5 epochs reached 90.0% val against 99.6%). The backbone gets its gradient from the second step on. Loading weights (timm's,
     a checkpoint) overwrites it, so parity with timm is untouched."""
     head = model.get_classifier() if hasattr(model, "get_classifier") else None
     if isinstance(head, nn.Linear):
