@@ -239,7 +239,7 @@ def test_phi_too_large_for_the_resolution(tmp_path):
 def test_threads_follow_the_cores_left_by_other_processes():
     from effzoo.training.cpu_share import threads_for
 
-    assert threads_for(2, 0.05, 0) == 2  # alone: every core
-    assert threads_for(2, 1.9, 0) == 1  # another run on both cores: our share, at least one
-    assert threads_for(2, 0.0, 1) == 1  # a loader worker takes a core
-    assert threads_for(16, 3.2, 2) == 11
+    assert threads_for(2, 0.05) == 2  # alone (a light loader worker included): every core
+    assert threads_for(2, 1.9) == 1  # another run on both cores: our share, at least one
+    assert threads_for(2, 0.9) == 1  # a worker decoding JPEGs on a core
+    assert threads_for(16, 3.2) == 13

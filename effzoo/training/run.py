@@ -158,10 +158,9 @@ def ema_avg_with_warmup(decay: float) -> Callable[[torch.Tensor, torch.Tensor, t
     return average
 
 
-def build_trainer(cfg: TrainConfig, output: Path, summary: str = "", workers: int = 0) -> pl.Trainer:
+def build_trainer(cfg: TrainConfig, output: Path, summary: str = "") -> pl.Trainer:
     """The run's Trainer. In a terminal it draws Lightning's progress bar; anywhere else (a log file,
-    CI, nohup) plain progress lines instead. `summary` is the run's one-line description (`run_summary`);
-    `workers`, the data loader's processes, which share the cores with torch's threads (`CpuShare`)."""
+    CI, nohup) plain progress lines instead. `summary` is the run's one-line description (`run_summary`)."""
     bar = cfg.progress_bar and interactive()
     callbacks: list[pl.Callback] = [
         # first: its setup quiets Lightning before the other callbacks' setup notices
@@ -174,7 +173,7 @@ def build_trainer(cfg: TrainConfig, output: Path, summary: str = "", workers: in
         ModelCheckpoint(dirpath=output, filename=LAST.removesuffix(".ckpt"), save_top_k=1, every_n_epochs=1,
                         enable_version_counter=False),
         LearningRateMonitor(logging_interval="step"),
-        CpuShare(workers, log=announce),
+        CpuShare(log=announce),
     ]
     if cfg.ema_decay > 0:
         ema = EMAWeightAveraging(decay=cfg.ema_decay)
@@ -282,7 +281,7 @@ def run_training(config: TrainConfig | Mapping[str, Any]) -> TrainResult:
     summary = run_summary(cfg, module, dm) if env_rank() == 0 else ""
     # Scoped: one process may run many trainings (tests, `effzoo search`); Trainer() itself prints notices.
     with quiet_lightning(cfg.verbose):
-        trainer = build_trainer(cfg, output, summary, workers=dm.num_workers)
+        trainer = build_trainer(cfg, output, summary)
         started = time.perf_counter()
         trainer.fit(module, datamodule=dm, ckpt_path=str(output / LAST) if cfg.resume else None, weights_only=True)
         fit_seconds = time.perf_counter() - started
