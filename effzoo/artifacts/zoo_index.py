@@ -226,7 +226,7 @@ def resolve_checkpoint(spec: str | os.PathLike, root: str | os.PathLike | None =
     if name in models:
         return verify(name, root), name
     close = difflib.get_close_matches(name, list(models), n=3, cutoff=0.6)
-    hint = f" Did you mean {', '.join(close)}?" if close else (f" Shipped models: `effzoo zoo list`." if models else "")
+    hint = f" Did you mean {', '.join(close)}?" if close else (" Shipped models: `effzoo zoo list`." if models else "")
     raise FileNotFoundError(f"checkpoint not found: {spec} is neither a file or folder nor a shipped zoo model.{hint}")
 
 

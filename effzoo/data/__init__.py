@@ -13,7 +13,7 @@ from .fashion_mnist import (
 )
 from .idx import read_idx, write_idx
 from .image_folder import IMAGE_FOLDER_BASE_RESOLUTION, ImageFolderSource
-from .modules import ClassificationDataModule, default_num_workers
+from .modules import ClassificationDataModule, default_num_workers, usable_cores
 from .source import DataSource, Splits
 from .splits import stratified_split, stratified_subset
 from .synthetic import SyntheticSource
@@ -56,5 +56,6 @@ __all__ = [
     "stratified_split",
     "stratified_subset",
     "train_transform",
+    "usable_cores",
     "write_idx",
 ]

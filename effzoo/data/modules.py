@@ -22,6 +22,11 @@ from .transforms import (
 SPLITS = ("train", "val", "test")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a Slurm or taskset limit), not the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_num_workers(in_memory: bool = False) -> int:
     """Loader worker count when the caller does not choose one.
 
@@ -37,8 +42,8 @@ def default_num_workers(in_memory: bool = False) -> int:
     """
     if in_memory:
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return 1 if (cores or 1) <= 2 else min(8, (cores or 1) - 1)
+    cores = usable_cores()
+    return 1 if cores <= 2 else min(8, cores - 1)
 
 
 class ClassificationDataModule(pl.LightningDataModule):

@@ -24,7 +24,7 @@ _ALWAYS = ("architecture", "input_size", "test_input_size", "crop_pct", "interpo
 _TUPLES = ("input_size", "test_input_size", "mean", "std")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False)  # equality is the mapping's: same present fields, same values
 class ModelConfig(MutableMapping):
     architecture: str = ""
     input_size: tuple[int, int, int] = (3, 224, 224)
@@ -73,13 +73,6 @@ class ModelConfig(MutableMapping):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Mapping) and dict(self.items()) == dict(other.items())
-
-    def copy(self) -> "ModelConfig":
-        return dataclasses.replace(self, scaling=dict(self.scaling),
-                                   model_args=None if self.model_args is None else dict(self.model_args))
 
     # -- serialization ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

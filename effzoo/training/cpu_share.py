@@ -25,11 +25,9 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from ..data import usable_cores
+
 PROC_STAT = Path("/proc/stat")
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _machine_busy_seconds() -> float | None:

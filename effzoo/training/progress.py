@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
 import time
 import warnings
@@ -22,6 +21,8 @@ from typing import Any, Iterator
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
+
+from ..data import usable_cores
 
 PREFIX = "effzoo train:"
 # Lightning's loggers: their INFO lines (device availability, tips, "Trainer.fit stopped") are not
@@ -37,6 +38,11 @@ HOUR_S = 3600.0
 LONG_EPOCH_S = 60.0  # epochs at least this long also print a line every ~10%
 # A validation batch runs the forward pass only: about a third of a training step's forward + backward.
 EVAL_COST = 1 / 3
+
+
+def announce(message: str) -> None:
+    """One line of news from a run on stdout (a function, not a lambda: DDP spawn pickles callbacks holding it)."""
+    print(f"{PREFIX} {message}", flush=True)
 
 
 def interactive() -> bool:
@@ -95,7 +101,7 @@ def machine(trainer: pl.Trainer) -> str:
         n = trainer.num_devices * trainer.num_nodes
         return f"{n} GPU{'s' if n > 1 else ''} ({torch.cuda.get_device_name(device)})"
     if device.type == "cpu":
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        cores = usable_cores()
         return f"{cores} CPU core{'s' if cores > 1 else ''}"
     return device.type
 
@@ -150,7 +156,7 @@ class TrainProgress(Callback):
     # -- printing ----------------------------------------------------------------------------------
     def say(self, trainer: pl.Trainer, text: str) -> None:
         if trainer.is_global_zero:
-            print(f"{PREFIX} {text}", flush=True)
+            announce(text)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.summary:

@@ -31,7 +31,7 @@ from .cpu_share import CpuShare
 from .module import CKPT_KEY, ClassificationModule
 from .mtl_module import MultiTaskDataModule, MultiTaskModule
 from .outputs import export_run
-from .progress import TrainProgress, count, interactive, quiet_lightning
+from .progress import PREFIX, TrainProgress, announce, count, interactive, quiet_lightning
 
 LAST = "last.ckpt"
 # Upsampling beyond this factor over the data's own base resolution adds no detail, only cost.
@@ -112,7 +112,7 @@ def check_stride(cfg: TrainConfig, model: torch.nn.Module) -> int:
 def warn(message: str) -> None:
     """One plain line on stderr (rank 0), not Python's `file:line: UserWarning` and echoed source line."""
     if env_rank() == 0:
-        print(f"effzoo train: warning: {message}", file=sys.stderr, flush=True)
+        print(f"{PREFIX} warning: {message}", file=sys.stderr, flush=True)
 
 
 def warn_low_resolution(res: int, stride: int, small_input: bool) -> None:
@@ -197,11 +197,6 @@ def build_trainer(cfg: TrainConfig, output: Path, summary: str = "") -> pl.Train
         # Lightning's summary counts FLOPs as 0 for this model; effzoo prints its own (run_summary)
         enable_model_summary=cfg.verbose,
     )
-
-
-def announce(message: str) -> None:
-    """One line of news from a run (a function, not a lambda: DDP spawn pickles the callbacks)."""
-    print(f"effzoo train: {message}", flush=True)
 
 
 def run_summary(cfg: TrainConfig, module: pl.LightningModule, dm: pl.LightningDataModule) -> str:
