@@ -20,6 +20,7 @@ _API = {
     "model_info": "effzoo.models.registry",
     "load_checkpoint": "effzoo.artifacts.weights",
     "optimize_for_inference": "effzoo.evaluation.inference",
+    "Predictor": "effzoo.evaluation.predict",
 }
 
 __all__ = sorted(_API)

@@ -16,7 +16,13 @@ CLI grammar (`--tasks`)::
 e.g. ``fine:classification:10:1.0,coarse:classification:4:0.5,noise:cls:10:1:random@3``.
 WEIGHT defaults to 1. SOURCE defaults to NAME when NAME is a built-in label maker (`coarse`,
 `rotation`, `random`), else to `label` (the dataset's own target) -- so the common cases need
-no fifth field.
+no fifth field. An image folder's `labels.csv` provides one extra label array per column: a
+SOURCE naming a column reads it (``age:reg:1:0.5:age_years``), and a task left on `label`
+whose NAME is a column reads that column (``species:cls:37``; see `effzoo.data.labels_csv`).
+
+`class_names` (optional) names a classification head's classes or a multi-label head's labels,
+in output order; a labels.csv column of names fills it, so a saved model names its outputs.
+Each kind has one evaluation metric (`TASK_METRICS`), logged as ``{split}_{task}_{metric}``.
 """
 
 from __future__ import annotations
@@ -36,7 +42,10 @@ BUILTIN_SOURCES = ("label", "coarse", "rotation", "random")
 #: Head sizes forced by a built-in source (coarse: 4 garment groups; rotation: 0/90/180/270).
 FIXED_SOURCE_OUTPUTS = {"coarse": 4, "rotation": 4}
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_FIELDS = ("name", "kind", "num_outputs", "weight", "source", "seed")
+_FIELDS = ("name", "kind", "num_outputs", "weight", "source", "seed", "class_names")
+#: kind -> (metric name, +1 if higher is better else -1): top-1 accuracy, micro-averaged average
+#: precision over all (image, label) pairs, mean absolute error.
+TASK_METRICS = {"classification": ("top1", 1), "multilabel": ("map", 1), "regression": ("mae", -1)}
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,7 @@ class TaskSpec:
     weight: float = 1.0
     source: str = "label"
     seed: int = 0
+    class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         # Validate at construction so a bad spec fails where it was written, not mid-training.
@@ -87,15 +97,36 @@ class TaskSpec:
                              f"labels, but the head is {kind} with {n} outputs")
         if self.source == "random" and kind != "classification":
             raise ValueError(f"task {self.name!r}: source 'random' makes classification labels, not {kind}")
+        if self.class_names is not None:
+            self._check_class_names(kind, n)
+
+    def _check_class_names(self, kind: str, n: int) -> None:
+        names = self.class_names
+        if isinstance(names, str) or not all(isinstance(c, str) for c in names):  # type: ignore[union-attr]
+            raise ValueError(f"task {self.name!r}: class_names must be a list of strings, got {names!r}")
+        names = tuple(names)  # type: ignore[arg-type]
+        if kind == "regression":
+            raise ValueError(f"task {self.name!r}: a regression head has no class names")
+        if len(names) != n or len(set(names)) != n:
+            raise ValueError(f"task {self.name!r}: class_names must be {n} distinct names (one per output), "
+                             f"got {len(names)}: {list(names)[:5]}")
+        object.__setattr__(self, "class_names", names)  # a tuple: the spec stays hashable
 
     @property
     def missing_value(self) -> float:
         """How a missing label is encoded: -1 for class indices, NaN for float targets."""
         return -1 if self.kind == "classification" else math.nan
 
+    @property
+    def metric(self) -> str:
+        """The evaluation metric of this head's kind (`TASK_METRICS`)."""
+        return TASK_METRICS[self.kind][0]
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON/YAML-safe) for checkpoints, cards and `parse_tasks` round trips."""
-        return asdict(self)
+        d = asdict(self)
+        d["class_names"] = None if self.class_names is None else list(self.class_names)
+        return d
 
 
 def _default_source(name: str) -> str:

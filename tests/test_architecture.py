@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "effzoo"
 # Bottom up; a module may import its own layer and the ones below.
 LAYERS = [
-    {"version", "scaling", "tasks", "models"},
+    {"version", "wording", "scaling", "tasks", "models"},
     {"artifacts"},
     {"data", "training", "mtl", "evaluation", "export", "search"},
     {"cli"},

@@ -54,7 +54,7 @@ def test_resume_picks_up_the_saved_config(tmp_path):
     (["--resume"], "no checkpoint"),
     (["--model", "efficientnet", "--phi", "-4", "--no-small-input"], "phi too small"),
     (["--model", "efficientnet", "--phi", "12"], "phi too large"),
-    (["--epochs", "0"], "epochs must be > 0"),
+    (["--epochs", "0"], "--epochs must be > 0"),
 ])
 def test_user_errors_are_one_line(tmp_path, capsys, args, message):
     assert main(["train", *FAST, "--output", str(tmp_path / "run"), *args]) == 2

@@ -28,6 +28,7 @@ from effzoo.data import (
 )
 from effzoo.data.fashion_mnist import SYSTEM_DIR, FashionMNISTSource
 from effzoo.data.transforms import rand_augment_fill
+from effzoo.training.config import TrainConfig
 
 
 def first_batch(loader):
@@ -240,8 +241,25 @@ def test_image_folder_corrupt_file(tmp_path, capsys):
     assert str(tmp_path) not in "".join(lines) and "Warning" not in "".join(lines)
 
     strict = create_datamodule(str(root), image_size=16, on_bad_image="error")
-    with pytest.raises(ValueError, match=r"notes.png: cannot identify image file \(and 2 more\)"):
+    with pytest.raises(ValueError, match=r"notes.png: cannot identify image file \(and 2 more\).*"
+                                         r"or pass on_bad_image='skip' to leave"):
         strict.setup()
+
+
+def test_a_config_error_names_the_flag_on_the_command_line(tmp_path, capsys):
+    """The same refusal as above, met through `effzoo train`: it speaks of flags, not Python arguments."""
+    from effzoo.cli import main
+
+    root = make_folder(tmp_path / "c")
+    (root / "train" / "cat" / "notes.png").write_text("not an image")
+    args = ["train", "--data", str(root), "--on-bad-image", "error", "--epochs", "1", "--output", str(tmp_path / "run")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "or pass --on-bad-image skip to leave" in err and "on_bad_image" not in err, err
+    assert main(["train", "--data", str(root), "--epochs", "0"]) == 2
+    assert "--epochs must be > 0, got 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="^epochs must be > 0, got 0"):
+        TrainConfig(epochs=0)
 
 
 def test_unreadable_file_at_load_time(tmp_path, capsys):

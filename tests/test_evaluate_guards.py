@@ -104,6 +104,7 @@ def test_commands_take_a_shipped_zoo_name_and_never_write_into_the_zoo(tmp_path,
     """CHECKPOINT may be a zoo name (sha256-checked, as in Python); outputs go to runs/<name>/, and an unknown
     name gets the close ones."""
     import effzoo
+    from effzoo.artifacts import shipped
     from effzoo.artifacts.zoo_index import checkpoints_dir, sha256_file
     from effzoo.cli import main
 
@@ -116,6 +117,16 @@ def test_commands_take_a_shipped_zoo_name_and_never_write_into_the_zoo(tmp_path,
     assert (tmp_path / "runs" / name / "evaluation").is_dir()
     assert main(["export", "--checkpoint", name, "--format", "torchscript", "--no-check"]) == 0
     assert (tmp_path / "runs" / name / "model.torchscript.pt").is_file()
+    assert main(["card", "--checkpoint", name]) == 0
+    assert (tmp_path / "runs" / name / "model_card.md").is_file()
+    assert main(["fixres-finetune", "--checkpoint", name, "--test-res", "16", "--recalibrate-only",
+                 "--output", "runs/fixres"]) == 0
+    assert (tmp_path / "runs" / "fixres" / "model.safetensors").is_file()
+    # zoo add takes the same forms: here a zoo name copied under a new name into another zoo
+    zoo = tmp_path / "myzoo"
+    assert main(["zoo", "--root", str(zoo), "add", name, "--name", "copied", "--command", "effzoo train ..."]) == 0
+    shipped.unregister_shipped_models(zoo)
+    assert sha256_file(zoo / "copied" / "model.safetensors") == before["model.safetensors"]
     assert {p.name: sha256_file(p) for p in folder.iterdir() if p.is_file()} == before
     assert not (folder / "evaluation").exists()
     capsys.readouterr()

@@ -82,11 +82,11 @@ def test_low_resolution_warning_is_one_line(tmp_path, capsys):
     build(resolve(tiny(tmp_path, data_options={"num_samples": 64, "size": 8})))
     err = capsys.readouterr().err
     assert err == ("effzoo train: warning: training at 8 px with total stride 8 leaves a 1x1 final feature map "
-                   "(under 2x2): the network cannot use its later stages; use a larger --phi or --image-size 16 "
-                   "or more\n")
+                   "(under 2x2): the network cannot use its later stages; use a larger phi or image_size=16 "
+                   "or more\n")  # from Python: the arguments; on the command line: --phi, --image-size 16
     build(resolve(tiny(tmp_path, small_input=False, data_options={"num_samples": 64, "size": 32})))
     err = capsys.readouterr().err
-    assert "32 px with total stride 32 leaves a 1x1" in err and "--small-input (stride 8)" in err
+    assert "32 px with total stride 32 leaves a 1x1" in err and "small_input=True (stride 8)" in err
     build(resolve(tiny(tmp_path)))  # 16 px at stride 8: 2x2, no warning
     assert capsys.readouterr().err == ""
 

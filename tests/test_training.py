@@ -61,9 +61,16 @@ def test_digits_reach_high_accuracy(tmp_path):
     assert res.metrics["test_top1"] >= 0.88, res.metrics
 
 
-def test_resume_continues_like_an_uninterrupted_run(tmp_path):
-    common = dict(epochs=2, deterministic=True, ema_decay=0.9, sched="step", decay_epochs=0.5, decay_rate=0.5,
-                  warmup_epochs=0.5, rand_augment="rand-m9-mstd0.5", test=False)
+@pytest.mark.parametrize("over", [
+    # one loader worker: the augmentations are drawn in a worker process, whose RNG no checkpoint holds
+    # unless the worker starts afresh each epoch (a persistent one ended 0.37 away in weights)
+    dict(num_workers=1),
+    # multi-task: per-task heads, an uncertainty-weighted loss with learned weights, a random-label task
+    dict(tasks="main:cls:4,noise:cls:3:0.5:random@1", weighting="uncertainty", rand_augment="none"),
+], ids=["one-worker", "multi-task"])
+def test_resume_continues_like_an_uninterrupted_run(tmp_path, over):
+    common = {**dict(epochs=2, deterministic=True, ema_decay=0.9, sched="step", decay_epochs=0.5, decay_rate=0.5,
+                     warmup_epochs=0.5, rand_augment="rand-m9-mstd0.5", random_erasing=0.25, test=False), **over}
     a = run_training(tiny(tmp_path, "a", **common))
     tiny_b = tiny(tmp_path, "b", **common)
     run_training({**tiny_b, "epochs": 1})
@@ -217,7 +224,7 @@ def test_resume_without_checkpoint(tmp_path):
 
 def test_refuses_to_overwrite_a_run(tmp_path):
     train(tiny(tmp_path))
-    with pytest.raises(ValueError, match="use --resume or another --output"):
+    with pytest.raises(ValueError, match="use resume=True or another output"):
         train(tiny(tmp_path))
 
 
@@ -227,7 +234,7 @@ def test_unknown_config_key(tmp_path):
 
 
 def test_phi_too_small_for_the_resolution(tmp_path):
-    with pytest.raises(ValueError, match="phi too small .* total stride 32.*--small-input"):
+    with pytest.raises(ValueError, match="phi too small .* total stride 32.*small_input=True"):
         train(tiny(tmp_path, model="efficientnet", phi=-4, small_input=False))
 
 

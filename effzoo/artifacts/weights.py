@@ -84,8 +84,40 @@ def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     return out
 
 
+class WeightsMismatchError(ValueError):
+    """Weights that do not fit the model built for them; `file_shape` and `model_shape` describe both."""
+
+    def __init__(self, message: str, file_shape: str, model_shape: str, differences: str) -> None:
+        super().__init__(message)
+        self.file_shape, self.model_shape, self.differences = file_shape, model_shape, differences
+
+
+_STAGE_BLOCK = re.compile(r"^(?:blocks\.|layer)(\d+)\.(\d+)\.")
+
+
+def describe_shape(state: Mapping[str, torch.Tensor]) -> str:
+    """A network's shape as its weights tell it: parameters, blocks per stage, input channels, classes.
+    Names both sides of a mismatch in words a user can compare (not the first differing key alone)."""
+    params = sum(v.numel() for k, v in state.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    blocks: dict[int, int] = {}
+    for key in state:
+        if m := _STAGE_BLOCK.match(key):
+            stage, block = int(m.group(1)), int(m.group(2))
+            blocks[stage] = max(blocks.get(stage, 0), block + 1)
+    parts = [f"{params / 1e6:.3f} M params"]
+    if blocks:
+        parts.append("blocks per stage " + ",".join(str(blocks[s]) for s in sorted(blocks)))
+    stem = next((v for k, v in state.items() if k in ("conv_stem.weight", "conv1.weight")), None)
+    if stem is not None and stem.dim() == 4:
+        parts.append(f"{stem.shape[1]} input channel{'s' if stem.shape[1] != 1 else ''}")
+    head = next((v for k, v in state.items() if k in ("classifier.weight", "fc.weight")), None)
+    if head is not None and head.dim() == 2:
+        parts.append(f"{head.shape[0]} classes from {head.shape[1]} features")
+    return ", ".join(parts)
+
+
 def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str = "state dict") -> None:
-    """Strictly load `state_dict` into `model`, with an error naming the first mismatches."""
+    """Strictly load `state_dict` into `model`; a mismatch is a `WeightsMismatchError` naming both shapes."""
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
@@ -93,15 +125,18 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, so
               if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
     if missing or unexpected or shapes:
         arch = model.pretrained_cfg.get("model_name", type(model).__name__) if hasattr(model, "pretrained_cfg") else type(model).__name__
-        parts = [f"{source} does not match {arch}:"]
+        diffs = []
         if missing:
-            parts.append(f"{len(missing)} missing key(s), first: {missing[:3]}")
+            diffs.append(f"{len(missing)} missing key(s), first: {missing[:3]}")
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s), first: {unexpected[:3]}")
+            diffs.append(f"{len(unexpected)} unexpected key(s), first: {unexpected[:3]}")
         if shapes:
-            parts.append("shape mismatches, first: " + ", ".join(f"{k} file {a} vs model {b}" for k, a, b in shapes[:3]))
-        parts.append("Is it a checkpoint of another architecture, width, depth or number of classes/channels?")
-        raise ValueError(" ".join(parts))
+            diffs.append("shape mismatches, first: " + ", ".join(f"{k} file {a} vs model {b}" for k, a, b in shapes[:3]))
+        file_shape, model_shape = describe_shape(state_dict), describe_shape(own)
+        raise WeightsMismatchError(
+            f"{source} does not match {arch}: the weights have {file_shape}; the model has {model_shape} "
+            f"({'; '.join(diffs)}). Is it a checkpoint of another architecture, width, depth or number of "
+            "classes/channels?", file_shape, model_shape, "; ".join(diffs))
     model.load_state_dict(state_dict, strict=True)
 
 
@@ -219,7 +254,15 @@ def load_checkpoint(path: str | os.PathLike) -> nn.Module:
     model = build_from_metadata(name, args, meta.get("pretrained_cfg", {}), str(meta_path))
     if meta.get("multitask"):  # a multi-task run: the zoo model is the backbone under per-task heads
         model = MultiTaskModel.from_metadata(model, meta["multitask"])
-    load_weights(model, read_state_dict(path), source=str(path))
+    try:
+        load_weights(model, read_state_dict(path), source=str(path))
+    except WeightsMismatchError as e:
+        described = ", ".join(f"{k}={v}" for k, v in dict(args).items() if k not in ("num_classes", "in_chans"))
+        raise WeightsMismatchError(
+            f"{meta_path.name} does not match the weights beside it: it describes {name} ({described}) with "
+            f"{e.model_shape}, but {path.name} holds {e.file_shape} ({e.differences}). Was {meta_path.name} "
+            "edited or copied from another run? Restore the one written with these weights",
+            e.file_shape, e.model_shape, e.differences) from None
     return model.eval()
 
 

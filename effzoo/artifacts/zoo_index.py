@@ -193,6 +193,7 @@ def index_entry(name: str, folder: Path, commands: list[str], seconds: float | N
         "metrics": {k: v for k, v in meta.get("metrics", {}).items() if isinstance(v, (int, float))},
         "reproduce": {"commands": list(commands), "train_seconds": seconds, "hardware": hardware,
                       "code_revision": revision},
+        **({"parent": meta["parent"]} if meta.get("parent") else {}),  # what it was fine-tuned from
         "created": meta.get("created"),
     }
 
@@ -228,6 +229,27 @@ def resolve_checkpoint(spec: str | os.PathLike, root: str | os.PathLike | None =
     close = difflib.get_close_matches(name, list(models), n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(close)}?" if close else (" Shipped models: `effzoo zoo list`." if models else "")
     raise FileNotFoundError(f"checkpoint not found: {spec} is neither a file or folder nor a shipped zoo model.{hint}")
+
+
+def zoo_output_folder(zoo_name: str) -> Path:
+    """Where a command writes what it makes from a shipped model: runs/<name>/, never the zoo's own folder
+    (its files are indexed by sha256; a card or an export written there would make `verify` fail)."""
+    return Path("runs") / zoo_name
+
+
+def resolve_export_folder(spec: str | os.PathLike, root: str | os.PathLike | None = None) -> tuple[Path, str | None]:
+    """`resolve_checkpoint` for commands that work on an exported model's folder (`card`, `zoo add`): a run
+    folder, its model.safetensors, or a zoo name; a Lightning .ckpt points to the folder it was exported to."""
+    path, name = resolve_checkpoint(spec, root)
+    if path.is_file():
+        if path.suffix == ".ckpt":
+            raise ValueError(f"{path} is a Lightning checkpoint, not an exported model: give the run folder "
+                             f"({path.parent}) that holds its {WEIGHTS} + {META}")
+        path = path.parent
+    missing = [needed for needed in (WEIGHTS, META) if not (path / needed).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{path} has no {' or '.join(missing)}: give an `effzoo train` output folder or a zoo name")
+    return path, name
 
 
 def _root_or_none(root: str | os.PathLike | None) -> Path | None:

@@ -14,6 +14,8 @@ import importlib
 import sys
 from typing import Callable, Iterable, Sequence
 
+from ..wording import command_line_wording
+
 # (name, help, module with add_arguments(parser) and run(args) -> exit code)
 COMMANDS: list[tuple[str, str, str]] = [
     ("models", "list the registered models with params, MACs and resolution", "effzoo.cli.models"),
@@ -23,6 +25,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("search", "grid-search alpha, beta, gamma at phi = 1 on your data (the paper's step 1), resumable", "effzoo.cli.search"),
     ("benchmark", "inference and training throughput next to timm's model of the same name", "effzoo.cli.benchmark"),
     ("mtl-report", "single-task baselines vs the multi-task model of --tasks, paired by seed: Δ per task and Δm", "effzoo.cli.mtl_report"),
+    ("predict", "top-k classes (every head of a multi-task model) for image files, as a table, JSON Lines or CSV", "effzoo.cli.predict"),
     ("export", "export a checkpoint to ONNX or TorchScript, checked against eager outputs", "effzoo.cli.export"),
     ("card", "regenerate a checkpoint's model card and factsheet (optionally with a fresh evaluation)", "effzoo.cli.card"),
     ("zoo", "the shipped checkpoints: list, verify sha256s, add a trained run, plot accuracy vs MACs", "effzoo.cli.zoo"),
@@ -51,9 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace], int | None] = args.run
     try:
-        return int(run(args) or 0)
-    except (ValueError, FileNotFoundError) as e:
-        # User errors (bad names, paths, numbers) get one line, not a traceback.
+        with command_line_wording():  # messages name flags (--on-bad-image skip), not Python arguments
+            return int(run(args) or 0)
+    except (ValueError, OSError) as e:
+        # User errors (bad names, paths, numbers) and the machine's (a full disk, a missing permission)
+        # get one line, not a traceback.
         print(f"effzoo {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -15,7 +15,9 @@ from ..evaluation.bench_options import BENCHES, RUNTIMES, TRAIN_PRECISIONS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="registered model name, e.g. efficientnet_b0 (see `effzoo models`)")
+    p.add_argument("--model", required=True,
+                   help="registered model name, e.g. efficientnet_b0 (see `effzoo models`), or an exported .onnx file "
+                        "(float or int8, e.g. runs/x/model.int8.onnx; with --runtime onnxruntime, inference only)")
     p.add_argument("--phi", type=float, default=None, help="compound-scaling coefficient (no timm counterpart then)")
     p.add_argument("--res", type=int, default=None, help="input resolution (default: the model's)")
     p.add_argument("--batch-size", type=int, default=16)

@@ -13,8 +13,11 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, metavar="DIR",
-                   help="an output folder (model.safetensors + model.json), or its model.safetensors")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT",
+                   help="an output folder (model.safetensors + model.json), its model.safetensors, or a zoo name")
+    p.add_argument("--output", default=None, metavar="DIR",
+                   help="folder for the card (default: the checkpoint's folder; runs/<name>/ for a zoo name, "
+                        "whose shipped folder is never written)")
     p.add_argument("--data", default=None, help="dataset for --evaluate (default: the one the model was trained on)")
     p.add_argument("--data-dir", default=None, help="where the dataset files are (fashion-mnist IDX files)")
     p.add_argument("--evaluate", action="store_true",
@@ -29,19 +32,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # deferred: torch/Lightning take seconds to import; --help and argument errors must not wait
     from ..artifacts.cards import write_model_card
-    from ..artifacts.weights import MODEL_META, MODEL_WEIGHTS
+    from ..artifacts.weights import MODEL_META
     from ..evaluation.card_analysis import run_analysis
     from ..evaluation.evaluate import parse_resolutions
     from ..evaluation.progress import reporting
 
-    folder = Path(args.checkpoint)
-    if folder.is_file():
-        folder = folder.parent
-    if not (folder / MODEL_META).is_file():
-        hint = " (a Lightning .ckpt has no card; use the folder it was exported to)" if folder.suffix == ".ckpt" else ""
-        raise FileNotFoundError(f"{folder} has no {MODEL_META}: give an `effzoo train` output folder{hint}")
-    if not (folder / MODEL_WEIGHTS).is_file():
-        raise FileNotFoundError(f"{folder} has no {MODEL_WEIGHTS}")
+    folder = card_folder(args.checkpoint, args.output)
     if args.evaluate:
         res = parse_resolutions(args.res) if args.res else None
         with reporting("card --evaluate"):  # progress of the resolution sweep run_analysis runs
@@ -52,3 +48,20 @@ def run(args: argparse.Namespace) -> int:
     card = write_model_card(folder, json.loads((folder / MODEL_META).read_text()))
     print(f"effzoo card: wrote {card}, {folder / 'factsheet.json'}")
     return 0
+
+
+def card_folder(checkpoint: str, output: str | None) -> Path:
+    """The folder the card is written in: the run's own, or a copy of the model's files in `output`
+    (runs/<name>/ for a zoo name), so a shipped folder keeps the files its index vouches for."""
+    import shutil
+
+    from ..artifacts.zoo_index import SHIPPED_FILES, resolve_export_folder, zoo_output_folder
+
+    folder, zoo_name = resolve_export_folder(checkpoint)
+    target = Path(output) if output else (zoo_output_folder(zoo_name) if zoo_name else folder)
+    if target.resolve() != folder.resolve():
+        target.mkdir(parents=True, exist_ok=True)
+        for name in (*SHIPPED_FILES, "analysis.json"):
+            if (folder / name).is_file():
+                shutil.copy2(folder / name, target / name)
+    return target

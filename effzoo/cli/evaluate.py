@@ -126,12 +126,13 @@ def write_plots(args: argparse.Namespace, model: Any, rows: list[dict[str, Any]]
                 resolutions: list[int]) -> Path:
     """The confusion matrix (and accuracy vs resolution) in this evaluation's own folder; returns the folder."""
     # deferred: see run()
+    from ..artifacts.zoo_index import zoo_output_folder
     from ..evaluation.plots import evaluation_folder_name, plot_accuracy_vs_resolution, plot_confusion_matrix
 
     ckpt = Path(args.checkpoint)
     name = evaluation_folder_name(data, args.split, resolutions, dict(args.data_option))
     # A shipped model's folder stays as indexed: its evaluations go to runs/<zoo name>/ instead.
-    home = Path("runs") / args.zoo_name if getattr(args, "zoo_name", None) else (ckpt if ckpt.is_dir() else ckpt.parent)
+    home = zoo_output_folder(args.zoo_name) if getattr(args, "zoo_name", None) else (ckpt if ckpt.is_dir() else ckpt.parent)
     out = Path(args.output) if args.output else home / "evaluation" / name
     best = max(rows, key=lambda r: r["top1"])
     written = [plot_confusion_matrix(best["confusion_matrix"], class_names(model), out / "confusion_matrix.png",

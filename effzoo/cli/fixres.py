@@ -11,7 +11,8 @@ from ..training.config import ADAPT_CHOICES
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True,
                    help="an `effzoo train` output folder, model.safetensors, a Lightning .ckpt, or a shipped zoo name")
-    p.add_argument("--data", required=True, help="digits, fashion-mnist, synthetic or an image folder (the training data)")
+    p.add_argument("--data", help="digits, fashion-mnist, synthetic or an image folder (default: the training data "
+                                  "recorded in the checkpoint)")
     p.add_argument("--data-dir", help="where the data's files are (fashion-mnist)")
     res = p.add_mutually_exclusive_group()
     res.add_argument("--test-res", type=int, help="use this test resolution instead of choosing one")
@@ -39,12 +40,16 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from ..artifacts.zoo_index import resolve_checkpoint
+    from ..evaluation.evaluate import recorded_data
     from ..evaluation.progress import reporting
     from ..training.fixres_stage import fixres_stage
 
     checkpoint, _ = resolve_checkpoint(args.checkpoint)  # a zoo name too; its folder is only read
+    data = args.data or recorded_data(checkpoint).get("data")
+    if not data:
+        raise ValueError(f"{checkpoint} does not record the data it was trained on: pass --data")
     with reporting("fixres-finetune"):  # progress of the sweeps and test passes fixres_stage runs
-        report = fixres_stage(checkpoint, args.data, args.output, test_res=args.test_res, sweep=args.sweep,
+        report = fixres_stage(checkpoint, data, args.output, test_res=args.test_res, sweep=args.sweep,
                               adapt=args.adapt, epochs=args.epochs, lr=args.lr, bn_affine=args.bn_affine,
                               recalibrate_only=args.recalibrate_only, batch_size=args.batch_size,
                               data_dir=args.data_dir, num_workers=args.num_workers, seed=args.seed,

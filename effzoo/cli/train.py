@@ -19,6 +19,8 @@ EXAMPLES = """examples:
   effzoo train --model efficientnet --phi 2 --data /data/imagenet --config configs/efficientnet_imagenet.yaml \\
                --accelerator gpu --devices 8 --num-nodes 2 --strategy ddp --precision bf16-mixed
   effzoo train --output runs/digits-efficientnet-phi0 --resume --epochs 30   # continue (and extend) a run
+  effzoo train --pretrained effzoo_efficientnet_phi-4_fashion-mnist_28px_16ep --data digits   # fine-tune a zoo model
+  effzoo train --pretrained timm/efficientnet_b0.ra_in1k --data path/to/folder --freeze stages:3 --layer-decay 0.7
 """
 METAVARS = {"int": "N", "float": "X", "number": "N|X", "floats": "A,B,G", "devices": "N|auto"}
 

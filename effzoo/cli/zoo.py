@@ -24,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub.add_parser("list", help="the index as a table")
     sub.add_parser("verify", help="check every file of every model against the index (exit 1 on a mismatch)")
     a = sub.add_parser("add", help="copy an `effzoo train` output folder into the zoo, write its card, index it")
-    a.add_argument("folder", help="the output folder of `effzoo train` (or `effzoo fixres-finetune`)")
+    a.add_argument("folder", help="the output folder of `effzoo train` (or `effzoo fixres-finetune`), its "
+                                  "model.safetensors, or a zoo name (re-index it, or copy it under --name)")
     a.add_argument("--name", required=True, help="zoo name, e.g. effzoo_efficientnet_phi-4_digits")
     a.add_argument("--command", action="append", default=[],
                    help="the exact command(s) that built the run (repeatable; omit to re-index a model already listed)")
@@ -52,9 +53,16 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(bad) if bad else "all shipped files match the index")
         return 1 if bad else 0
     elif cmd == "add":
+        from ..artifacts.zoo_index import resolve_export_folder
         from ..evaluation.publish import add_model
 
-        e = add_model(args.folder, args.name, args.command, root=args.root, seconds=args.seconds,
+        try:  # a run folder, its weights, or a zoo name: of this zoo (re-index), else of the default one (copy)
+            folder, _ = resolve_export_folder(args.folder, args.root)
+        except FileNotFoundError:
+            if args.root is None:
+                raise
+            folder, _ = resolve_export_folder(args.folder)
+        e = add_model(folder, args.name, args.command, root=args.root, seconds=args.seconds,
                       hardware=args.hardware, evaluate=args.evaluate, data_dir=args.data_dir)
         print(json.dumps({k: e[k] for k in ("name", "sha256", "params", "macs", "test_macs", "metrics")}, indent=2))
     elif cmd == "pareto":

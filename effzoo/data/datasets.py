@@ -14,6 +14,9 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..wording import setting
+from .images import load_image
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 
@@ -129,10 +132,8 @@ class ImageFileDataset(_Base):
 
     def load(self, index: int) -> Image.Image:
         """Decode one file fully (so truncation is detected here) in this dataset's mode."""
-        path = self.paths[index]
-        with Image.open(path) as img:
-            img.load()
-            return img.convert(self.mode)
+        # The one conversion `effzoo predict` applies too: EXIF orientation, alpha on white, 16-bit scaled.
+        return load_image(self.paths[index], 1 if self.mode == "L" else 3)
 
     def __getitem__(self, index: int):
         n = len(self)
@@ -144,7 +145,7 @@ class ImageFileDataset(_Base):
                 if self.on_bad_image == "error":
                     raise ValueError(
                         f"cannot read image {self.paths[i]}: {err}. Fix or delete the file, "
-                        "or pass on_bad_image='skip'"
+                        f"or pass {setting('on_bad_image', 'skip')}"
                     ) from None
                 self._report(str(self.paths[i]), err)
                 continue

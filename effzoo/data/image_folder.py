@@ -1,4 +1,8 @@
-"""A folder of images: ``ROOT/train/<class>/*``, ``ROOT/val/<class>/*``, optional ``ROOT/test``."""
+"""A folder of images: ``ROOT/train/<class>/*``, ``ROOT/val/<class>/*``, optional ``ROOT/test``.
+
+A split folder holding a ``labels.csv`` (see `labels_csv`) may also be flat: its images are every
+image file under it, and its class subfolders (the `label` source) are optional.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,10 @@ import numpy as np
 import torch.distributed as dist
 from PIL import Image
 
+from ..wording import setting
 from .datasets import IMAGE_EXTENSIONS, ImageFileDataset, image_error, report
+from .labels_csv import LABELS_CSV, read_label_table
+from .images import READ_ERRORS, WIDE_GRAY_MODES, load_image
 from .source import DataSource, Splits
 from .transforms import IMAGENET_MEAN, IMAGENET_STD
 
@@ -22,14 +29,16 @@ BAD_EXAMPLES = 2
 # Images opened (header only) to decide between 1 and 3 channels and to estimate grayscale
 # mean/std; enough to catch a mixed folder without reading a large one in full.
 MODE_SAMPLE_SIZE = 256
-GRAY_MODES = frozenset({"1", "L", "LA"})
+GRAY_MODES = frozenset({"1", "L", "LA"}) | WIDE_GRAY_MODES  # 16-bit grayscale is grayscale too
 LAYOUT_HELP = (
     "expected layout: ROOT/train/<class>/<image>, ROOT/val/<class>/<image> and optionally "
-    f"ROOT/test/<class>/<image>, images ending in {', '.join(IMAGE_EXTENSIONS)}"
+    f"ROOT/test/<class>/<image>, images ending in {', '.join(IMAGE_EXTENSIONS)} (or, for multi-task labels, "
+    "any layout with a labels.csv in each split folder)"
 )
 
 
-def _list_images(folder: Path) -> list[str]:
+def list_images(folder: Path) -> list[str]:
+    """Image files under `folder`, recursively, sorted, hidden ones left out (training and `effzoo predict` alike)."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -51,7 +60,7 @@ def scan_split(folder: Path) -> tuple[list[str], list[str], list[int]]:
     paths: list[str] = []
     labels: list[int] = []
     for label, name in enumerate(classes):
-        files = _list_images(folder / name)
+        files = list_images(folder / name)
         if not files:
             raise ValueError(
                 f"class folder {folder / name} contains no images "
@@ -60,6 +69,19 @@ def scan_split(folder: Path) -> tuple[list[str], list[str], list[int]]:
         paths += files
         labels += [label] * len(files)
     return classes, paths, labels
+
+
+def scan_labelled_split(folder: Path) -> tuple[list[str], list[str], list[int]]:
+    """``(class_names, paths, labels)`` of a split whose labels come from its labels.csv: every image
+    under it. When all of them sit in subfolders, those are classes too; otherwise there are none."""
+    paths = list_images(folder)
+    if not paths:
+        raise ValueError(f"{folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}) for its {LABELS_CSV}")
+    parts = [Path(os.path.relpath(p, folder)).parts for p in paths]
+    if any(len(x) == 1 for x in parts):  # an image directly in the split folder: no classes
+        return [], paths, [0] * len(paths)
+    classes = sorted({x[0] for x in parts})
+    return classes, paths, [classes.index(x[0]) for x in parts]
 
 
 def _is_bad(path: str) -> str | None:
@@ -102,17 +124,17 @@ def _gray_stats(paths: list[str]) -> tuple[tuple[float], tuple[float]]:
     """Pixel mean/std (0..1) of a few grayscale images: the dataset's own normalization."""
     total = total_sq = count = 0.0
     for path in paths[:64]:
-        try:
-            with Image.open(path) as img:
-                arr = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
-        except (OSError, ValueError, SyntaxError):
+        try:  # the pixels training will see (16-bit scaled, alpha on white), not PIL's clipped convert("L")
+            arr = np.asarray(load_image(path, 1), dtype=np.float64) / 255.0
+        except READ_ERRORS:
             continue
         total, total_sq, count = total + arr.sum(), total_sq + (arr**2).sum(), count + arr.size
     if count == 0:
         return (0.5,), (0.5,)
     mean = total / count
     std = max((total_sq / count - mean**2) ** 0.5, 1e-3)
-    return (round(mean, 4),), (round(std, 4),)
+    # plain floats: numpy scalars in the hyperparameters make the checkpoint unloadable with weights_only=True
+    return (round(float(mean), 4),), (round(float(std), 4),)
 
 
 def _rank_zero() -> bool:
@@ -131,7 +153,7 @@ def _report_skipped(folder: Path, skipped: list[str], errors: dict[str, str]) ->
 class ImageFolderSource(DataSource):
     def __init__(self, root: str | os.PathLike, *, seed: int = 0, on_bad_image: str = "skip"):
         if on_bad_image not in ("skip", "error"):
-            raise ValueError(f"on_bad_image must be 'skip' or 'error', got {on_bad_image!r}")
+            raise ValueError(f"{setting('on_bad_image')} must be 'skip' or 'error', got {on_bad_image!r}")
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise FileNotFoundError(f"image folder {self.root} does not exist; {LAYOUT_HELP}")
@@ -146,8 +168,18 @@ class ImageFolderSource(DataSource):
         # Listing happens here, not in setup(), so layout errors surface before any training.
         self._files = {}
         split_names = ("train", "val", "test") if self.has_test else ("train", "val")
+        with_csv = [s for s in split_names if (self.root / s / LABELS_CSV).is_file()]
+        if with_csv and len(with_csv) < len(split_names):
+            lacking = ", ".join(f"{s}/" for s in split_names if s not in with_csv)
+            raise ValueError(f"{self.root}: {LABELS_CSV} is in {', '.join(s + '/' for s in with_csv)} but not in "
+                             f"{lacking}; every split folder needs one")
+        self.label_tables = {}
         for split in split_names:
-            classes, paths, labels = scan_split(self.root / split)
+            if with_csv:  # read and matched with the files now: no training starts on half-read labels
+                classes, paths, labels = scan_labelled_split(self.root / split)
+                self.label_tables[split] = read_label_table(self.root / split / LABELS_CSV, paths)
+            else:
+                classes, paths, labels = scan_split(self.root / split)
             if split == "train":
                 self.class_names = classes
             elif classes != self.class_names:
@@ -202,7 +234,7 @@ class ImageFolderSource(DataSource):
             more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
             raise ValueError(
                 f"unreadable image {path}: {err}{more}. Fix or delete it, or pass "
-                "on_bad_image='skip' to leave such files out"
+                f"{setting('on_bad_image', 'skip')} to leave such files out"
             )
         if bad and _rank_zero():  # every DDP process scans the same files; one report is enough
             for split, (paths, _) in self._files.items():

@@ -9,6 +9,8 @@ mirrored sample keeps its label is a property of the data, not of the training r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Mapping
 
 from .datasets import ArrayImageDataset, ImageFileDataset
 
@@ -36,6 +38,8 @@ class DataSource:
     rrc_scale: tuple[float, float] = (0.08, 1.0)
     has_test: bool = True
     in_memory: bool = False  # decoded arrays in RAM: loading costs almost nothing, workers only compete
+    # split -> `labels_csv.LabelTable`: extra per-image label columns (image folders with labels.csv)
+    label_tables: Mapping[str, Any] = MappingProxyType({})
 
     def prepare(self) -> None:
         """Fetch files if needed. Runs once per node (Lightning's ``prepare_data``)."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import timm
@@ -31,7 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import create_model, model_info
-from ..export.onnx import OnnxRuntimeModel
+from ..export.onnx import OnnxRuntimeModel, read_metadata
+from ..wording import setting
 from .bench_options import BENCHES, RUNTIMES, TRAIN_PRECISIONS
 from .evaluate import resolve_device
 from .inference import optimize_for_inference
@@ -52,7 +54,7 @@ def latency_stats(seconds: list[float], batch_size: int) -> dict[str, Any]:
     return {
         "images_per_s": batch_size / p50 if p50 > 0 else float("inf"),
         "images_per_s_mean": batch_size * len(seconds) / sum(seconds) if sum(seconds) > 0 else float("inf"),
-        "latency_ms": {"p50": 1e3 * p50, "p90": 1e3 * pct(0.9), "p99": 1e3 * pct(0.99),
+        "latency_ms": {"p50": 1e3 * p50, "p90": 1e3 * pct(0.9), "p95": 1e3 * pct(0.95), "p99": 1e3 * pct(0.99),
                        "mean": 1e3 * sum(seconds) / len(seconds), "min": 1e3 * ordered[0]},
         "batches": len(seconds),
         "batch_size": batch_size,
@@ -88,6 +90,9 @@ def benchmark(name: str, *, res: int | None = None, batch_size: int = 16, bench:
     the protocol and environment. `threads` sets torch's CPU threads for the run (restored after).
     `runtime="onnxruntime"` times inference of the exported ONNX file (checked against eager within
     1e-4 relative) in ONNX Runtime with as many threads as torch; training always runs in torch.
+    `name` may also be an exported `.onnx` file (float or int8, from `effzoo export`; needs
+    `runtime="onnxruntime"`): that file is timed, inference only, at the size it was exported at,
+    against timm's model of the architecture its metadata names.
     `precision="bf16-mixed"` runs effzoo's training step under bfloat16 autocast, as
     `effzoo train --precision bf16-mixed` does (timm's side stays float32, its default).
     """
@@ -112,11 +117,21 @@ def benchmark(name: str, *, res: int | None = None, batch_size: int = 16, bench:
     dev = resolve_device(device)
     if runtime == "onnxruntime" and (compile or dev.type != "cpu"):
         raise ValueError("runtime onnxruntime runs the exported file on the CPU without torch.compile: "
-                         "drop --compile and use --device cpu (or use --runtime torch)")
+                         f"use {setting('device', 'cpu')} without {setting('compile')} (or use {setting('runtime', 'torch')})")
     for label, value, minimum in (("batch size", batch_size, 1), ("iters", iters, 1), ("repeats", repeats, 1), ("warmup", warmup, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ValueError(f"{label} must be an integer >= {minimum}, got {value!r}")
     log = log or (lambda msg: None)
+    file = onnx_file_spec(name, runtime, res)  # None for a registered name
+    if file is not None:
+        name, model_args, num_classes, in_chans, res = (file["model_name"], file["model_args"], file["num_classes"],
+                                                        file["in_chans"], file["resolution"])
+        if bench == "train":
+            raise ValueError(f"{file['path']} is an exported file: it can be timed for inference only "
+                             f"({setting('bench', 'infer')}); training needs the checkpoint")
+        if bench == "both":
+            log("an ONNX file: timing inference only (training needs the checkpoint)")
+            bench = "infer"
     args = dict(model_args, num_classes=num_classes, in_chans=in_chans)
     if phi is not None:
         args["phi"] = phi
@@ -142,7 +157,11 @@ def benchmark(name: str, *, res: int | None = None, batch_size: int = 16, bench:
                 "images_per_s": "batch_size / median per-batch latency"}
 
     if bench in ("infer", "both"):
-        if runtime == "onnxruntime":
+        if file is not None:
+            fast = OnnxRuntimeModel(file["path"])
+            runners = {"effzoo": infer_step(fast, x)}
+            sides["effzoo"]["infer_path"] = f"{file['path'].name} ({file['kind']}), {fast.runtime} ({fast.threads} threads)"
+        elif runtime == "onnxruntime":
             log(f"inference: exporting {name} to ONNX (fold BN) and checking it against eager")
             fast = OnnxRuntimeModel.from_model(ours, size)
             runners = {"effzoo": infer_step(fast, x)}
@@ -187,6 +206,8 @@ def benchmark(name: str, *, res: int | None = None, batch_size: int = 16, bench:
     timm_version = timm.__version__
     return {
         "model": name,
+        "onnx_file": str(file["path"]) if file else None,
+        "quantization": file["quantization"] if file else None,
         "model_args": {k: v for k, v in args.items()},
         "resolution": res,
         "batch_size": batch_size,
@@ -202,6 +223,30 @@ def benchmark(name: str, *, res: int | None = None, batch_size: int = 16, bench:
         "environment": {"device": str(dev), "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
                         "torch": torch.__version__, "timm": timm_version},
     }
+
+
+def onnx_file_spec(name: str, runtime: str, res: int | None) -> dict[str, Any] | None:
+    """What an exported .onnx file (float or int8) says about the model in it, for timing the file itself;
+    None when `name` is a registered model name."""
+    path = Path(name)
+    if path.suffix != ".onnx":
+        return None
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX file not found: {path} (write one with `effzoo export --format onnx`)")
+    if runtime != "onnxruntime":
+        raise ValueError(f"{path} is an ONNX file, which runs in ONNX Runtime: add {setting('runtime', 'onnxruntime')}")
+    meta = read_metadata(path)
+    if not meta.get("model_name") or len(meta.get("input_size") or ()) != 3:
+        raise ValueError(f"{path} carries no effzoo metadata (model name, input size): export it with `effzoo export`")
+    chans, height = int(meta["input_size"][0]), int(meta["input_size"][-1])
+    if res is not None and res != height:
+        raise ValueError(f"{path} was exported at {height} px and takes only that size; drop {setting('res')} "
+                         f"or export again at {res} px")
+    args = {k: v for k, v in (meta.get("model_args") or {}).items() if k not in ("num_classes", "in_chans")}
+    quantization = meta.get("quantization")
+    return {"path": path, "model_name": meta["model_name"], "model_args": args, "in_chans": chans, "resolution": height,
+            "num_classes": int(meta.get("num_classes") or (meta.get("model_args") or {}).get("num_classes", 1000)),
+            "kind": "int8" if quantization else "float32", "quantization": quantization}
 
 
 def _info(model: nn.Module, size: tuple[int, int, int]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from ..version import __version__
 from ..artifacts.atomic import atomic_write
 from ..artifacts.cards.analysis import ANALYSIS_FORMAT, ANALYSIS_NAME
 from ..artifacts.weights import MODEL_META, load_checkpoint
+from ..wording import setting
 from .evaluate import datamodule_for, parse_resolutions, resolution_sweep
 
 
@@ -43,7 +44,7 @@ def run_analysis(folder: str | os.PathLike, data: str | None = None, *, split: s
     trained_on = recipe.get("data") or meta.get("data", {}).get("dataset")
     data = data or trained_on
     if not data:
-        raise ValueError(f"{meta_path} does not say which data the model was trained on: pass --data")
+        raise ValueError(f"{meta_path} does not say which data the model was trained on: pass {setting('data')}")
     same = str(data) == str(trained_on)
     options = dict(recipe.get("data_options") or {}) if same else {}
     dm = datamodule_for(model, data, data_dir=data_dir or (recipe.get("data_dir") if same else None),

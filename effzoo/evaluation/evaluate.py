@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from ..artifacts.weights import MODEL_META
 from ..data import create_datamodule
 from ..models import model_info
+from ..wording import setting
 from .progress import progress as report_progress
 from .progress import resolve_label
 
@@ -55,7 +56,7 @@ def resolve_device(device: str) -> torch.device:
         raise ValueError(f"unsupported device {device!r}: use auto, cpu, cuda or cuda:N")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} was asked for but torch sees no CUDA GPU here: use --device cpu")
+            raise ValueError(f"device {device!r} was asked for but torch sees no CUDA GPU here: use {setting('device', 'cpu')}")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(f"device {device!r} does not exist: torch sees {torch.cuda.device_count()} CUDA GPU(s)")
     return dev

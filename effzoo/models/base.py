@@ -34,6 +34,13 @@ class ZooModel(nn.Module):
     """
 
     classifier_name = "classifier"
+    # The network's parts by name, in forward order (fine-tuning freezes and groups them; see also
+    # `stage_names` and `feature_plan`): the stem before the first stage, and the neck between the
+    # last stage and pooling (EfficientNet's 1x1 head conv; none in ResNet).
+    stem_modules: tuple[str, ...] = ()
+    neck_modules: tuple[str, ...] = ()
+    frozen_modules: tuple[str, ...] = ()  # kept in eval mode by train(): frozen BN statistics stay as loaded
+    grad_checkpointing = False
 
     def __init__(self, in_chans: int, num_features: int, num_classes: int, drop_rate: float) -> None:
         super().__init__()
@@ -72,6 +79,26 @@ class ZooModel(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def stage_names(self) -> list[str]:  # pragma: no cover - abstract
+        """Names of the stages (sequences of blocks), in forward order."""
+        raise NotImplementedError
+
+    def feature_plan(self) -> list[Any]:  # pragma: no cover - abstract
+        """The feature levels, as `features.FeatureStage` rows (what `features_only=True` returns)."""
+        raise NotImplementedError
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in backward instead of storing them: less memory, one more
+        forward pass of the blocks (`grad_checkpoint.run_stage`)."""
+        self.grad_checkpointing = bool(enable)
+
+    def train(self, mode: bool = True) -> "ZooModel":
+        super().train(mode)
+        if mode:  # Lightning (and anyone) calls train() every epoch: frozen parts must stay in eval
+            for name in self.frozen_modules:
+                self.get_submodule(name).eval()
+        return self
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = x.mean((2, 3))

@@ -48,6 +48,7 @@ class ModelConfig(MutableMapping):
     hf_hub_id: str | None = None
     zoo_name: str | None = None
     zoo_root: str | None = None
+    parent: dict[str, Any] | None = None  # what it was fine-tuned from: source, kind, sha256 (training.pretrained)
 
     def __post_init__(self) -> None:
         for key in _TUPLES:

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .features import FeatureNet
+
 Builder = Callable[..., nn.Module]
 # A source returns {name: builder} when first asked (e.g. the shipped zoo's index.json).
 ModelSource = Callable[[], Mapping[str, Builder]]
@@ -32,7 +34,10 @@ _pretrained_loader: PretrainedLoader | None = None
 MODEL_KWARGS = (
     "num_classes", "in_chans", "drop_rate", "drop_path_rate", "phi", "coefficients",
     "depth_multiplier", "width_multiplier", "resolution", "base_resolution", "small_input", "init",
+    "features_only", "out_indices",
 )
+# Taken by create_model itself (after weights are loaded), not by the family builders.
+FEATURE_KWARGS = ("features_only", "out_indices")
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -99,6 +104,9 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs: Any) -> nn
     local .safetensors / .pth file; both go through the same safe loader and a strict key check.
     Weights are loaded before `num_classes` takes effect, so a 1000-class checkpoint can seed a
     10-class model (the classifier is then re-initialized).
+
+    `features_only=True` returns the backbone's feature maps at `out_indices` (default: every level)
+    instead of logits, with `model.feature_info` (see `features.FeatureNet`).
     """
     models = _all_models()
     if name not in models:
@@ -108,15 +116,20 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs: Any) -> nn
     unknown = sorted(set(kwargs) - set(MODEL_KWARGS))
     if unknown:
         raise ValueError(f"create_model({name!r}) got unknown argument(s) {unknown}; accepted: {', '.join(MODEL_KWARGS)}")
+    if "out_indices" in kwargs and not kwargs.get("features_only"):
+        raise ValueError("out_indices= selects feature maps: pass features_only=True with it")
+    build_kwargs = {k: v for k, v in kwargs.items() if k not in FEATURE_KWARGS}
     if not pretrained:
-        return _record(models[name](**kwargs), name, kwargs)
-    if _pretrained_loader is None:
-        raise ValueError("pretrained= needs effzoo's weight loader: use effzoo.create_model (or import effzoo.artifacts)")
-    build_kwargs = {k: v for k, v in kwargs.items() if k != "num_classes"}
-    model = models[name](**build_kwargs)
-    _pretrained_loader(model, pretrained)
-    if kwargs.get("num_classes", model.num_classes) != model.num_classes:
-        model.reset_classifier(kwargs["num_classes"])
+        model = models[name](**build_kwargs)
+    else:
+        if _pretrained_loader is None:
+            raise ValueError("pretrained= needs effzoo's weight loader: use effzoo.create_model (or import effzoo.artifacts)")
+        model = models[name](**{k: v for k, v in build_kwargs.items() if k != "num_classes"})
+        _pretrained_loader(model, pretrained)
+        if kwargs.get("num_classes", model.num_classes) != model.num_classes:
+            model.reset_classifier(kwargs["num_classes"])
+    if kwargs.get("features_only"):
+        model = FeatureNet(model, kwargs.get("out_indices"))
     return _record(model, name, kwargs)
 
 

@@ -15,6 +15,8 @@ from torch import nn
 
 from ..scaling import check_multipliers, resolve_scaling, round_channels, round_repeats
 from .base import ZooModel, auto_small_input, make_pretrained_cfg
+from .features import FeatureStage
+from .grad_checkpoint import run_stage
 from .init import init_weights
 from .layers import DropPath, drop_path_rates
 from .registry import register_model
@@ -104,6 +106,7 @@ class ResNet(ZooModel):
     """
 
     classifier_name = "fc"
+    stem_modules = ("conv1", "bn1", "act1", "maxpool")
 
     def __init__(self, block: type[BasicBlock] | type[Bottleneck], stages: list[ResNetStage], *, stem_chs: int = 64,
                  in_chans: int = 3, num_classes: int = 1000, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
@@ -135,7 +138,24 @@ class ResNet(ZooModel):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        for name in self.stage_names():
+            x = run_stage(getattr(self, name), x, self.grad_checkpointing)
+        return x
+
+    def stage_names(self) -> list[str]:
+        return ["layer1", "layer2", "layer3", "layer4"]
+
+    def feature_plan(self) -> list[FeatureStage]:
+        # timm's levels: the stem's activation (before the max-pool), then each layer's output.
+        reduction = self.conv1.stride[0]
+        plan = [FeatureStage(("conv1", "bn1", "act1"), self.conv1.out_channels, reduction)]
+        reduction *= 1 if isinstance(self.maxpool, nn.Identity) else 2
+        for i, name in enumerate(self.stage_names()):
+            first, last = getattr(self, name)[0], getattr(self, name)[-1]
+            reduction *= 1 if first.downsample is None else first.downsample[0].stride[0]  # a strided block has one
+            modules = (("maxpool",) if i == 0 else ()) + (name,)
+            plan.append(FeatureStage(modules, last.last_bn().num_features, reduction))
+        return plan
 
 
 def _resnet(name: str, phi: float | None = None, coefficients: tuple[float, float, float] | None = None, *,

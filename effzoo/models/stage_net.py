@@ -18,6 +18,8 @@ from torch import nn
 
 from ..scaling import check_multipliers, round_channels, round_repeats
 from .base import ZooModel, auto_small_input, make_pretrained_cfg
+from .features import FeatureStage
+from .grad_checkpoint import run_stage
 from .init import init_weights
 from .layers import drop_path_rates
 
@@ -53,15 +55,24 @@ class MBConvNet(ZooModel):
     so that 32-px images still end at a 4x4 map; the weights keep their shapes.
     """
 
+    stem_modules = ("conv_stem", "bn1", "act1")
+    neck_modules = ("conv_head", "bn2", "act2")
+
     def __init__(self, stages: Sequence[BlockStage], *, stem_chs: int, head_chs: int,
                  act_layer: type[nn.Module] = nn.SiLU, in_chans: int = 3, num_classes: int = 1000,
                  drop_rate: float = 0.2, drop_path_rate: float = 0.2, small_input: bool = False) -> None:
         super().__init__(in_chans, head_chs, num_classes, drop_rate)
         stages = list(stages)
+        # timm's feature levels: a stage ends one where the *published* next stage halves the resolution
+        # (decided before small_input removes strides, so a level is the same module either way).
+        self._level_ends = [i for i in range(len(stages)) if i == len(stages) - 1 or stages[i + 1].stride > 1]
+        self._stem_level = stages[0].stride > 1  # the stem's map is a level when the first stage strides
         if small_input:
             first = next(i for i, s in enumerate(stages) if s.stride > 1)
             stages[first] = replace(stages[first], stride=1)
         self.total_stride = (1 if small_input else 2) * math.prod(s.stride for s in stages)
+        self._stage_strides = [s.stride for s in stages]
+        self._stage_chs = [s.out_chs for s in stages]
         self.conv_stem = nn.Conv2d(in_chans, stem_chs, 3, 1 if small_input else 2, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(stem_chs)
         self.act1 = act_layer(inplace=True)
@@ -80,8 +91,25 @@ class MBConvNet(ZooModel):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         x = self.act1(self.bn1(self.conv_stem(x)))
-        x = self.blocks(x)
+        for stage in self.blocks:
+            x = run_stage(stage, x, self.grad_checkpointing)
         return self.act2(self.bn2(self.conv_head(x)))
+
+    def stage_names(self) -> list[str]:
+        return [f"blocks.{i}" for i in range(len(self.blocks))]
+
+    def feature_plan(self) -> list[FeatureStage]:
+        plan, start, reduction = [], 0, self.conv_stem.stride[0]
+        stem = self.stem_modules
+        if self._stem_level:
+            plan.append(FeatureStage(stem, self.conv_stem.out_channels, reduction))
+            stem = ()
+        for end in self._level_ends:
+            reduction *= math.prod(self._stage_strides[start:end + 1])
+            names = tuple(f"blocks.{i}" for i in range(start, end + 1))
+            plan.append(FeatureStage(stem + names, self._stage_chs[end], reduction))
+            start, stem = end + 1, ()
+        return plan
 
 
 def _make_stage(stage: BlockStage, in_chs: int, act_layer: type[nn.Module], rates: Iterator[float]) -> nn.Sequential:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,6 +18,7 @@ import yaml
 
 from ..artifacts.atomic import atomic_write
 from ..tasks import TaskSpec, parse_tasks
+from ..wording import setting
 
 # What `fixres-finetune --adapt` may fine-tune (effzoo.training.fixres); here because this module is torch-free.
 ADAPT_CHOICES = ("classifier+bn", "bn", "all")
@@ -51,6 +53,12 @@ class TrainConfig:
     drop_rate: float | None = option(None, "dropout before the classifier", "float", shown_default="the model's, by phi")
     drop_path_rate: float | None = option(None, "stochastic depth rate", "float", shown_default="the model's, 0.2 for EfficientNet")
     head_init: str = option("zero", "classifier init when training from scratch: zero (the loss starts at ln(classes)) or model (the family's own: TF/timm's uniform, large initial logits)", choices=("zero", "model"))
+    # -- fine-tuning (training.pretrained, training.finetune) ----------------------------------
+    pretrained: str | None = option(None, "start from these weights: a shipped zoo name, a run folder, a .safetensors or torchvision .pth file, or a hub id (timm/efficientnet_b0.ra_in1k); the architecture is the weights', a new classifier when the classes differ; brings the fine-tuning recipe (adamw, cosine, lr_base 0.004, 0.5 warm-up epochs) under your flags", "str", metavar="SOURCE", shown_default="none: train from scratch")
+    freeze: str = option("none", "keep parts fixed, in eval mode (BN statistics untouched): none, backbone (a linear probe), or stages:K (the stem and the first K stages)", metavar="none|backbone|stages:K")
+    head_lr_mult: float = option(1.0, "learning-rate multiplier of the classifier (task heads)")
+    layer_decay: float | None = option(None, "layer-wise lr decay: each stage below the classifier trains at this factor times the rate of the one above (timm's param_groups_layer_decay, per stage)", "float", shown_default="off")
+    grad_checkpointing: bool = option(False, "recompute block activations in backward instead of storing them (less memory, about one extra forward pass)")
     # -- data ----------------------------------------------------------------------------------
     data: str = option("digits", "digits, fashion-mnist, synthetic, or a folder with train/ and val/")
     data_dir: str | None = option(None, "where the dataset files are (fashion-mnist IDX files)", "str", shown_default="/usr/share/datasets/fashion-mnist, else downloaded")
@@ -123,7 +131,7 @@ class TrainConfig:
         def positive(name: str, allow_zero: bool = False) -> None:
             v = getattr(self, name)
             if v is not None and (v < 0 or (v == 0 and not allow_zero)):
-                raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {v}")
+                raise ValueError(f"{setting(name)} must be {'>= 0' if allow_zero else '> 0'}, got {v}")
 
         for name in ("epochs", "batch_size", "num_nodes", "decay_epochs", "lr", "lr_base", "image_size", "eval_image_size",
                      "depth_multiplier", "width_multiplier"):
@@ -132,14 +140,24 @@ class TrainConfig:
             positive(name, allow_zero=True)
         for name in ("ema_decay", "label_smoothing", "random_erasing"):
             if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+                raise ValueError(f"{setting(name)} must be in [0, 1), got {getattr(self, name)}")
         if not 0.0 < self.decay_rate <= 1.0:
-            raise ValueError(f"decay_rate must be in (0, 1], got {self.decay_rate}")
+            raise ValueError(f"{setting('decay_rate')} must be in (0, 1], got {self.decay_rate}")
         if self.scale is not None and (len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1] <= 1):
-            raise ValueError(f"scale must be two numbers 0 < low <= high <= 1 (RandomResizedCrop area), got {self.scale}")
+            raise ValueError(f"{setting('scale')} must be two numbers 0 < low <= high <= 1 (RandomResizedCrop area), got {self.scale}")
         if self.coefficients is not None and len(self.coefficients) != 3:
-            raise ValueError(f"coefficients must be three numbers alpha,beta,gamma, got {self.coefficients}")
+            raise ValueError(f"{setting('coefficients')} must be three numbers alpha,beta,gamma, got {self.coefficients}")
+        self.validate_finetune()
         self.validate_multitask()
+
+    def validate_finetune(self) -> None:
+        if not re.fullmatch(r"none|backbone|stages:\d+", self.freeze):
+            raise ValueError(f"{setting('freeze')} must be none, backbone or stages:K (K = stages after the stem), "
+                             f"got {self.freeze!r}")
+        if not self.head_lr_mult > 0:
+            raise ValueError(f"{setting('head_lr_mult')} must be > 0, got {self.head_lr_mult}")
+        if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
+            raise ValueError(f"{setting('layer_decay')} must be in (0, 1], got {self.layer_decay}")
 
     def validate_multitask(self) -> None:
         """The multi-task rules, checked where the config is read (tasks are parsed by `coerce`)."""
@@ -153,16 +171,17 @@ class TrainConfig:
             raise ValueError(f"the main (first) task {self.tasks[0].name!r} must be a classification task: its "
                              "validation top-1 selects the checkpoint")
         create_weighting(self.weighting, self.tasks, **self.weighting_options)  # bad names/options fail here
-        check_strength(self.head_reg_strength, "head_reg_strength")
+        check_strength(self.head_reg_strength, setting("head_reg_strength"))
         if self.head_reg is not None:
             make_regularizer(self.head_reg)
         if self.main_label_limit is not None and self.main_label_limit < 1:
-            raise ValueError(f"main_label_limit must be >= 1, got {self.main_label_limit}")
+            raise ValueError(f"{setting('main_label_limit')} must be >= 1, got {self.main_label_limit}")
         if self.mixup > 0 or self.cutmix > 0:
-            raise ValueError("mixup/cutmix mix class labels of one task; they are not supported with --tasks")
+            raise ValueError(f"{setting('mixup')}/{setting('cutmix')} mix class labels of one task; they are not supported "
+                             f"with {setting('tasks')}")
         if WEIGHTINGS[self.weighting].gradient_level and "16" in str(self.precision) and "bf16" not in str(self.precision):
             raise ValueError(f"weighting {self.weighting} writes gradients itself, bypassing AMP's GradScaler: "
-                             "use --precision 32-true or bf16-mixed, not 16-mixed")
+                             f"use {setting('precision', '32-true')} or bf16-mixed, not 16-mixed")
 
     # -- conversions ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -200,6 +219,9 @@ DATA_RECIPES: dict[str, dict[str, Any]] = {
     },
 }
 _DATA_ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist"}
+# Fine-tuning from --pretrained, between the data recipe and the user's values: a short warm-up, cosine, and
+# a quarter of the digits recipe's from-scratch rate (large steps would undo what the weights know).
+FINETUNE_RECIPE: dict[str, Any] = {"opt": "adamw", "sched": "cosine", "lr_base": 0.004, "warmup_epochs": 0.5}
 
 
 def data_recipe(data: Any) -> dict[str, Any]:
@@ -209,10 +231,12 @@ def data_recipe(data: Any) -> dict[str, Any]:
 
 
 def resolve(values: Mapping[str, Any], source: str = "config") -> TrainConfig:
-    """A TrainConfig from user values layered over the recipe of their dataset (if it has one)."""
+    """A TrainConfig from user values layered over the recipe of their dataset (if it has one) and, when
+    they start from pretrained weights, the fine-tuning recipe."""
     check_keys(values, source)
     data = values.get("data", TrainConfig.__dataclass_fields__["data"].default)
-    return TrainConfig(**{**data_recipe(data), **values})
+    finetune = FINETUNE_RECIPE if values.get("pretrained") not in (None, "", "none", "null") else {}
+    return TrainConfig(**{**data_recipe(data), **finetune, **values})
 
 
 def field_names() -> list[str]:
@@ -262,7 +286,7 @@ def coerce(f: dataclasses.Field, value: Any) -> Any:
         if "None" in str(f.type):  # an optional field
             return None
         if value is None:
-            raise ValueError(f"{name} cannot be empty (null)")
+            raise ValueError(f"{setting(name)} cannot be empty (null)")
     try:
         if kind == "bool":
             if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
@@ -296,12 +320,12 @@ def coerce(f: dataclasses.Field, value: Any) -> Any:
             if not isinstance(value, (str, list, dict)):
                 raise TypeError
     except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected {kind}, got {value!r}") from None
+        raise ValueError(f"{setting(name)}: expected {kind}, got {value!r}") from None
     if kind == "tasks":
         return parse_tasks(value)  # parsed once, here; its errors name the task and the field
     choices = f.metadata["choices"]
     if choices and value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        raise ValueError(f"{setting(name)} must be one of {', '.join(choices)}, got {value!r}")
     return value
 
 

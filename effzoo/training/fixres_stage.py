@@ -20,6 +20,7 @@ from ..artifacts.cards.model_card import final_fixres_stage
 from ..artifacts.weights import MODEL_META, load_checkpoint, save_model
 from ..evaluation.evaluate import (best_resolution, datamodule_for, evaluate_loader, parse_resolutions, predict,
                                    resolution_sweep)
+from ..wording import setting
 from .fixres import fit_temperature, fixres_finetune, fold_temperature, recalibrate_bn
 
 SWEEP_FACTORS = (1.0, 1.15, 1.3, 1.5, 1.75, 2.0)  # FixRes: the no-fine-tune optimum sits near 1.15-1.3x
@@ -58,7 +59,7 @@ def fixres_stage(checkpoint: str | Path, data: str, output: str | Path, *, test_
     checkpoint, output = Path(checkpoint), Path(output)
     src_folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
     if output.resolve() == src_folder.resolve():
-        raise ValueError(f"--output {output} is the checkpoint's own folder; the input is never modified: choose another")
+        raise ValueError(f"{setting('output', str(output))} is the checkpoint's own folder; the input is never modified: choose another")
     torch.manual_seed(seed)
     model = load_checkpoint(checkpoint)
     meta = _source_meta(checkpoint, model)

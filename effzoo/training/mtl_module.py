@@ -3,8 +3,10 @@
 Used by `effzoo train --tasks ...` (see `run.build`); without `tasks` none of this is touched.
 The first task is the main one: its validation top-1 is logged as `val_top1` (and test top-1 as
 `test_top1`), so checkpoint selection and export work as for single-task runs. Every task also
-logs `{stage}_{task}_loss` / `{stage}_{task}_top1`; the weighting logs `weight/{task}`; the
-gradient cosine between tasks on the shared parameters is logged once per epoch (`cos/a|b`).
+logs `{stage}_{task}_loss` and its kind's metric `{stage}_{task}_{top1|map|mae}` (`mtl.metrics`);
+the weighting logs `weight/{task}`; the gradient cosine between tasks on the shared parameters is
+logged once per epoch (`cos/a|b`). An image folder's labels.csv columns feed the tasks that name
+them (`data.labels_csv`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from typing import Any, Sequence
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy
 
 from ..artifacts.weights import apply_data_config
 from ..data import ClassificationDataModule
+from ..data.labels_csv import encode_label_tables
 from ..mtl import (
     MultiTaskDataset,
     MultiTaskModel,
@@ -33,13 +35,16 @@ from ..mtl import (
     rotate_batch,
     validate_tasks,
 )
+from ..mtl.metrics import task_metric
 from .module import configure_recipe_optimizers, plain_hyperparameters, restore_checkpoint_extras, save_checkpoint_extras
 
 
 class MultiTaskDataModule(ClassificationDataModule):
     """`ClassificationDataModule` whose datasets carry one label per task (missing: -1 / NaN).
 
-    Labels come from the dataset's own targets (`make_task_labels`: label, coarse, random@seed);
+    Labels come from the dataset's own targets (`make_task_labels`: label, coarse, random@seed)
+    and from its labels.csv columns, all read here, before training; `self.tasks` are the tasks
+    with their columns resolved and class names filled in (what the model should be built with).
     `main_label_limit` keeps the main task's label on only that many training images, the other
     tasks keep theirs on all (mixed batches with missing labels). Rotation labels are made per
     batch by the module.
@@ -48,12 +53,20 @@ class MultiTaskDataModule(ClassificationDataModule):
     def __init__(self, source: Any, *, tasks: Sequence[TaskSpec], main_label_limit: int | None = None,
                  **kwargs: Any) -> None:
         super().__init__(source, **kwargs)
+        self.csv_labels = None
+        if source.label_tables:
+            self.csv_labels = encode_label_tables(source.label_tables, tasks, has_classes=self.num_classes > 0)
+            tasks = self.csv_labels.tasks
         self.tasks = list(tasks)
-        validate_tasks(self.tasks, num_classes=self.num_classes)
+        validate_tasks(self.tasks, num_classes=self.num_classes,
+                       extra_sources=self.csv_labels.columns if self.csv_labels else ())
         self.main_label_limit = main_label_limit
 
     def _wrap(self, ds: Any, split: str) -> MultiTaskDataset:
-        labels = make_task_labels(self.tasks, torch.as_tensor(ds.labels))
+        from_csv = self.csv_labels.task_names if self.csv_labels else set()
+        labels = make_task_labels([t for t in self.tasks if t.name not in from_csv], torch.as_tensor(ds.labels))
+        if self.csv_labels:
+            labels.update(self.csv_labels.lookup(split, ds.paths))
         main = self.tasks[0]
         if split == "train" and self.main_label_limit is not None and main.name in labels:
             n = len(labels[main.name])
@@ -102,8 +115,7 @@ class MultiTaskModule(pl.LightningModule):
         self.automatic_optimization = not self.weighting.gradient_level
         self.rotation = next((t.name for t in self.tasks if t.source == "rotation"), None)
         self.metrics = torch.nn.ModuleDict({
-            f"{stage}_{t.name}": MulticlassAccuracy(t.num_outputs, top_k=1, average="micro", ignore_index=-1)
-            for stage in ("train", "val", "test") for t in self.tasks if t.kind == "classification"})
+            f"{stage}_{t.name}": task_metric(t) for stage in ("train", "val", "test") for t in self.tasks})
         self._epoch_losses: dict[str, list[float]] = {}
         self._last_batch: Any = None
         self._compiled = False
@@ -142,10 +154,9 @@ class MultiTaskModule(pl.LightningModule):
                 continue  # nothing labelled for this task in the batch: no loss, no accuracy
             self.log(f"{stage}_{t.name}_loss", losses[t.name].detach(), on_step=False, on_epoch=True,
                      batch_size=n, sync_dist=stage != "train")
-            if t.kind == "classification":
-                m = self.metrics[f"{stage}_{t.name}"]
-                m(out[t.name].detach(), y[t.name])
-                self.log(f"{stage}_{t.name}_top1", m, on_step=False, on_epoch=True)
+            m = self.metrics[f"{stage}_{t.name}"]
+            m.update(out[t.name].detach(), y[t.name])
+            self.log(f"{stage}_{t.name}_{t.metric}", m, on_step=False, on_epoch=True)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = self._prepare(batch)
@@ -207,8 +218,12 @@ class MultiTaskModule(pl.LightningModule):
         self.train(was_training)
         return out
 
-    def _eval_step(self, batch: Any, stage: str) -> None:
+    def _eval_step(self, batch: Any, stage: str, batch_idx: int) -> None:
         x, y = batch
+        if self.rotation is not None:
+            # The same rotated copies every epoch (seeded by batch), so the rotation task has a
+            # validation and test accuracy like any other; the other tasks still see only originals.
+            x, y = rotate_batch(x, y, task=self.rotation, generator=torch.Generator().manual_seed(batch_idx))
         out, losses, counts = self._losses(x, y)
         self._log_task_metrics(stage, out, y, losses, counts)
         main = self.main.name
@@ -219,10 +234,10 @@ class MultiTaskModule(pl.LightningModule):
             self.log(f"{stage}_top1", self.metrics[f"{stage}_{main}"], on_epoch=True, prog_bar=stage == "val")
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+        self._eval_step(batch, "val", batch_idx)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+        self._eval_step(batch, "test", batch_idx)
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch

@@ -4,7 +4,11 @@ For each seed: every task with a real label source (random-label probes have no 
 baseline and are left out of Δm, as mtl.md §5 asks) is trained alone, with the same backbone,
 recipe, budget (epochs over the same data) and selection rule (best validation top-1 of that
 task), and then the multi-task model of `cfg.tasks` is trained. The report compares the selected
-models' metric (test top-1 by default) per task as a `transfer_report`. The gradient cosine between
+models' metric (on the test split by default) per task as a `transfer_report`: each task's kind
+brings its metric and direction (`tasks.TASK_METRICS`: top-1, micro AP, MAE), so a labels.csv
+column is compared as a built-in source is. Regression and multi-label tasks get no single-task
+baseline (a run's main task is a classification task: its validation top-1 selects the
+checkpoint); their multi-task values are reported beside the table (`mtl_only`). The gradient cosine between
 tasks on the shared parameters (logged by every multi-task run at the end of each epoch) is
 collected from the runs' logs as a diagnostic.
 
@@ -21,6 +25,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..mtl.report import TransferReport, transfer_report, write_json
+from ..tasks import TASK_METRICS, TaskSpec
+from ..wording import setting
 from .config import TrainConfig
 from .run import run_training
 
@@ -45,11 +51,11 @@ def last_cosines(output: str | Path) -> dict[str, float]:
     return out
 
 
-def metric_of(metrics: dict[str, Any], split: str, task: str, where: str) -> float:
-    key = f"{split}_{task}_top1"
+def metric_of(metrics: dict[str, Any], split: str, task: TaskSpec, where: str) -> float:
+    key = f"{split}_{task.name}_{task.metric}"
     if key not in metrics:
         raise ValueError(f"{where}: no {key} in its metrics (has {sorted(metrics)}); "
-                         "with --metric test the data needs a test split")
+                         f"with {setting('metric', 'test')} the data needs a test split")
     return float(metrics[key])
 
 
@@ -72,12 +78,12 @@ def mtl_report(cfg: TrainConfig, seeds: Sequence[int], metric: str = "test", noi
     `baselines` limits the single-task runs to these tasks (e.g. only the main one, to save time;
     the other tasks are then reported as MTL-only and left out of Δm)."""
     if cfg.tasks is None:
-        raise ValueError("mtl-report needs --tasks (at least two tasks)")
+        raise ValueError(f"mtl-report needs {setting('tasks')} (at least two tasks)")
     specs = cfg.tasks
     if len(specs) < 2:
         raise ValueError("mtl-report compares a multi-task model with single-task baselines: give >= 2 tasks")
     if metric == "test" and not cfg.test:
-        raise ValueError("--metric test needs --test (the selected model evaluated on the test split)")
+        raise ValueError(f"{setting('metric', 'test')} needs {setting('test', True)} (the selected model evaluated on the test split)")
     base = Path(cfg.output or "runs/mtl-report")
     baselined = [t for t in specs if t.source != "random" and t.kind == "classification"]
     if baselines is not None:
@@ -88,7 +94,11 @@ def mtl_report(cfg: TrainConfig, seeds: Sequence[int], metric: str = "test", noi
     if specs[0] not in baselined:
         raise ValueError(f"the main task {specs[0].name!r} needs a real label source for its baseline")
     stl: dict[str, list[float]] = {t.name: [] for t in baselined}
-    mtl: dict[str, list[float]] = {t.name: [] for t in specs if t.kind == "classification"}
+    mtl: dict[str, list[float]] = {t.name: [] for t in specs}
+    unbaselined = [t.name for t in specs if t.kind != "classification"]
+    if unbaselined:
+        log(f"mtl-report: {', '.join(unbaselined)}: no single-task baseline for a non-classification task; "
+            "its multi-task metric is reported alone")
     cosines: list[dict[str, float]] = []
     for seed in seeds:
         for t in baselined:
@@ -97,15 +107,17 @@ def mtl_report(cfg: TrainConfig, seeds: Sequence[int], metric: str = "test", noi
             run_cfg = cfg.replace(tasks=[t.to_dict()], weighting="fixed", weighting_options={}, seed=seed,
                                   output=str(out), resume=False,
                                   main_label_limit=cfg.main_label_limit if t == specs[0] else None)
-            stl[t.name].append(metric_of(_run(run_cfg), metric, t.name, str(out)))
+            stl[t.name].append(metric_of(_run(run_cfg), metric, t, str(out)))
         out = base / "mtl" / f"seed{seed}"
         log(f"mtl-report: seed {seed}: multi-task {','.join(t.name for t in specs)} -> {out}")
         metrics = _run(cfg.replace(seed=seed, output=str(out), resume=False))
-        for name in mtl:
-            mtl[name].append(metric_of(metrics, metric, name, str(out)))
+        for t in specs:
+            mtl[t.name].append(metric_of(metrics, metric, t, str(out)))
         cosines.append(last_cosines(out))
-    report = transfer_report(stl, mtl, 1, seeds=list(seeds), noise_band=noise_band)
+    directions = {t.name: TASK_METRICS[t.kind][1] for t in baselined}
+    report = transfer_report(stl, mtl, directions, seeds=list(seeds), noise_band=noise_band)
     details = {"stl": stl, "mtl": mtl, "metric": f"{metric}_top1", "gradient_cosine_last_epoch": _cosine_summary(cosines),
+               "task_metrics": {t.name: f"{metric}_{t.name}_{t.metric}" for t in specs},
                "excluded_from_baselines": [t.name for t in specs if t not in baselined], "output": str(base)}
     return report, details
 

@@ -56,6 +56,7 @@ def run_metadata(model: torch.nn.Module, cfg: TrainConfig, dm: Any, metrics: Map
         # The rates the run used, resolved: a card shows what model.json says, not what defaults are today.
         "recipe": {**{k: v for k, v in cfg.to_dict().items() if k != "resume"}, "lr_base": cfg.resolved_lr_base},
         "versions": versions(),
+        **({"parent": dict(pcfg.parent)} if pcfg.get("parent") else {}),  # fine-tuned from (--pretrained)
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 

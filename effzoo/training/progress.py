@@ -30,7 +30,8 @@ PREFIX = "effzoo train:"
 LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric")
 # Lightning warnings that are expected in an effzoo run, not actionable by the user.
 QUIET = (r".*smaller than the logging interval.*", r"Checkpoint directory .* exists and is not empty.*",
-         r".*isinstance\(treespec, LeafSpec\).*")
+         r".*isinstance\(treespec, LeafSpec\).*",
+         r"Found \d+ module\(s\) in eval mode at the start of training.*")  # --freeze keeps them there on purpose
 ESTIMATE_BATCHES = 5  # batches timed (after the first, which pays for start-up) before estimating
 ESTIMATE_SECONDS = 10.0  # ... or this long, whichever comes first
 ESTIMATE_ABOVE_S = 180.0  # runs shorter than this need no estimate

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .config import DEFAULT_LR_BASE
+from .finetune import param_groups
 
 REFERENCE_BATCH = 256
 
@@ -30,7 +31,8 @@ def scaled_lr(recipe: Mapping[str, Any], global_batch: int) -> float:
 
 
 def create_optimizer(model: nn.Module, recipe: Mapping[str, Any], lr: float) -> torch.optim.Optimizer:
-    """timm's `create_optimizer_v2`; weight decay skips biases and normalization parameters."""
+    """timm's `create_optimizer_v2`; weight decay skips biases and normalization parameters. With
+    `layer_decay` or `head_lr_mult` the groups (and their rates) come from `finetune.param_groups`."""
     from timm.optim import create_optimizer_v2  # deferred: timm takes seconds to import
 
     name = recipe["opt"]
@@ -42,7 +44,9 @@ def create_optimizer(model: nn.Module, recipe: Mapping[str, Any], lr: float) -> 
         kwargs["eps"] = recipe["opt_eps"]
     if name != "adamw":
         kwargs["momentum"] = recipe.get("momentum", 0.9)
-    return create_optimizer_v2(model, opt=name, lr=lr, weight_decay=recipe.get("weight_decay", 0.0), **kwargs)
+    groups = param_groups(model, recipe, lr)
+    return create_optimizer_v2(model if groups is None else groups, opt=name, lr=lr,
+                               weight_decay=recipe.get("weight_decay", 0.0), **kwargs)
 
 
 class LRFactor:

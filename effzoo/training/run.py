@@ -3,6 +3,19 @@
 The output folder holds the Lightning checkpoints (best by val top-1, and `last.ckpt`), CSV logs,
 the resolved `config.yaml`, and at the end the exported `model.safetensors` + `model.json`,
 `metrics.json` and `model_card.md`.
+
+The resume rule: a run killed at any moment (SIGKILL mid-epoch, mid-validation, mid-write) and continued
+with `--resume` ends with the same weights and metrics as a run never interrupted (tests/test_fault_drill.py,
+benchmarks/resume_drill.py). Checkpoints are written at the end of each epoch's validation, atomically
+(`AtomicCheckpointIO`); a kill loses only the work since then, which the resumed run redoes identically,
+because everything the rest of the run reads is either
+  * in the checkpoint: weights, optimizer, LR schedule, EMA weights, callbacks' state (best score), loop
+    counters (Lightning), and the torch / numpy / python RNG states (`module.save_checkpoint_extras`); or
+  * drawn afresh from those RNG states: each epoch's shuffle and its loader workers' seeds, drawn when the
+    epoch starts (training workers are not persistent: see `ClassificationDataModule._loader`).
+Lightning runs its sanity check under `isolate_rng`, so the resumed run's extra validation draws nothing.
+Whatever new keeps state across epochs (a progressive schedule, a stateful sampler) must go in a
+callback's `state_dict` or be a pure function of (seed, epoch), and the drill must still pass.
 """
 
 from __future__ import annotations
@@ -27,10 +40,13 @@ from ..models.init import zero_init_classifier
 from ..mtl import WEIGHTINGS
 from ..scaling import CompoundScaling, round_resolution
 from .config import TrainConfig, resolve, save_yaml
+from ..wording import setting
 from .cpu_share import CpuShare
+from .finetune import prepare_model
 from .module import CKPT_KEY, ClassificationModule
 from .mtl_module import MultiTaskDataModule, MultiTaskModule
 from .outputs import export_run
+from .pretrained import build_pretrained
 from .progress import PREFIX, TrainProgress, announce, count, interactive, quiet_lightning
 
 LAST = "last.ckpt"
@@ -52,7 +68,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
 
-        atomic_write(path, write)
+        try:
+            atomic_write(path, write)
+        except OSError as e:
+            # A full disk (or a lost mount) mid-write: the temp file is gone and the previous checkpoint is
+            # untouched, so say that, in one line, instead of a traceback from inside torch.save.
+            reason = e.strerror or str(e)
+            raise CheckpointWriteError(
+                f"cannot write checkpoint {path}: {reason.lower()} (errno {e.errno}); the previous checkpoint is "
+                f"intact: free space, then continue with {setting('resume', True)}") from None
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written; the previous one is intact (see `AtomicCheckpointIO`)."""
 
 
 def env_rank() -> int:
@@ -93,17 +121,17 @@ def check_upscale(cfg: TrainConfig, base_resolution: int) -> None:
         raise ValueError(
             f"phi too large for this data's resolution: {cfg.model} (phi={cfg.phi}) scales the data's base "
             f"resolution {base_resolution} px to {res} px, more than {MAX_UPSCALE:g}x the data's own resolution; "
-            f"upsampling adds no detail but multiplies the cost. Use a smaller phi, or pass --image-size explicitly")
+            f"upsampling adds no detail but multiplies the cost. Use a smaller {setting('phi')}, or pass {setting('image_size')} explicitly")
 
 
 def check_stride(cfg: TrainConfig, model: torch.nn.Module) -> int:
     """The model's train resolution, checked against its total stride (its last map must not be empty)."""
     res, stride = model.pretrained_cfg.input_size[-1], model.total_stride
     if res < stride:
-        what = f"--image-size {res}" if cfg.image_size else f"{cfg.model} (phi={cfg.phi}) trains at {res} px"
+        what = setting("image_size", res) if cfg.image_size else f"{cfg.model} (phi={cfg.phi}) trains at {res} px"
         raise ValueError(
             f"phi too small for this data's resolution: {what}, below the model's total stride {stride} "
-            f"(its last feature map would be empty); use --small-input (stride 8) or a larger phi")
+            f"(its last feature map would be empty); use {setting('small_input', True)} (stride 8) or a larger {setting('phi')}")
     if res < MIN_FINAL_MAP * stride:
         warn_low_resolution(res, stride, small_input=bool(model.pretrained_cfg.small_input))
     return res
@@ -118,9 +146,9 @@ def warn(message: str) -> None:
 def warn_low_resolution(res: int, stride: int, small_input: bool) -> None:
     """Training still works below 2x2 stride cells, but the last stages see almost only padding."""
     final = max(1, res // stride)
-    fixes = ["a larger --phi", f"--image-size {MIN_FINAL_MAP * stride} or more"]
+    fixes = [f"a larger {setting('phi')}", f"{setting('image_size', MIN_FINAL_MAP * stride)} or more"]
     if not small_input:
-        fixes.append("--small-input (stride 8)")
+        fixes.append(f"{setting('small_input', True)} (stride 8)")
     warn(f"training at {res} px with total stride {stride} leaves a {final}x{final} final feature map "
          f"(under {MIN_FINAL_MAP}x{MIN_FINAL_MAP}): the network cannot use its later stages; use "
          + ", ".join(fixes[:-1]) + f" or {fixes[-1]}")
@@ -130,9 +158,14 @@ def prepare_output(cfg: TrainConfig) -> Path:
     output = Path(cfg.output) if cfg.output else default_output(cfg)
     last = output / LAST
     if cfg.resume and not last.is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint {last} to continue from (is --output right?)")
+        raise FileNotFoundError(f"{setting('resume', True)}: no checkpoint {last} to continue from "
+                                f"(is {setting('output')} right?)")
     if not cfg.resume and last.is_file() and env_rank() == 0:
-        raise ValueError(f"{output} already holds a run ({LAST}); use --resume or another --output")
+        raise ValueError(f"{output} already holds a run ({LAST}); use {setting('resume', True)} or another {setting('output')}")
+    if cfg.resume and env_rank() == 0:
+        # the temp files of writes a kill interrupted (atomic_write's names); the files they were for are intact
+        for stale in output.glob(".*.ckpt.*.tmp"):
+            stale.unlink(missing_ok=True)
     return output
 
 
@@ -204,7 +237,9 @@ def run_summary(cfg: TrainConfig, module: pl.LightningModule, dm: pl.LightningDa
     Lightning's model summary showed FLOPs of 0. The progress callback adds data, device and epochs."""
     res = dm.image_size
     info = model_info(module.model, (dm.in_chans, res, res))
-    name = cfg.model if cfg.phi is None else f"{cfg.model} phi={cfg.phi:g}"
+    pcfg = module.model.pretrained_cfg  # the model built: with --pretrained, the weights' architecture
+    phi = (pcfg.model_args or {}).get("phi")
+    name = pcfg.model_name if phi is None else f"{pcfg.model_name} phi={phi:g}"
     return f"{name}: {count(info['params'])} params, {count(info['macs'])} MACs at {res} px"
 
 
@@ -217,9 +252,19 @@ def build(cfg: TrainConfig) -> tuple[TrainConfig, pl.LightningDataModule, pl.Lig
     check_upscale(cfg, source.base_resolution)
     if cfg.tasks is not None:
         check_weighting_fits_devices(cfg)
-    model = create_model(cfg.model, **model_spec(cfg, source.base_resolution, source.in_chans, source.num_classes))
-    if cfg.head_init == "zero":
-        zero_init_classifier(model)
+    elif source.num_classes == 0:  # a folder labelled only by its labels.csv has no classes to train on alone
+        train = source.label_tables["train"]
+        raise ValueError(f"{train.file.parent.parent} has no class subfolders, only labels.csv columns "
+                         f"({', '.join(train.columns)}): train it with {setting('tasks')} naming them, "
+                         "e.g. NAME:cls:CLASSES:1:COLUMN")
+    spec = model_spec(cfg, source.base_resolution, source.in_chans, source.num_classes)
+    if cfg.pretrained:  # the weights' architecture; only a new classifier is zeroed (a loaded one is kept)
+        model = build_pretrained(cfg, source, spec)
+    else:
+        model = create_model(cfg.model, **spec)
+        if cfg.head_init == "zero":
+            zero_init_classifier(model)
+    prepare_model(model, cfg)  # --freeze, --grad-checkpointing
     res = check_stride(cfg, model)
     cfg = cfg.replace(small_input=bool(model.pretrained_cfg.small_input))
     dm_class, extra = ClassificationDataModule, {}
@@ -234,7 +279,7 @@ def build(cfg: TrainConfig) -> tuple[TrainConfig, pl.LightningDataModule, pl.Lig
     recipe = {k: v for k, v in cfg.to_dict().items() if k not in ("resume",)}
     if cfg.tasks is not None:
         module: pl.LightningModule = MultiTaskModule(
-            model, cfg.tasks, recipe, data_config, channels_last=cfg.channels_last, compile=cfg.compile,
+            model, dm.tasks, recipe, data_config, channels_last=cfg.channels_last, compile=cfg.compile,
             weighting=cfg.weighting, weighting_options=dict(cfg.weighting_options), head_reg=cfg.head_reg,
             head_reg_strength=cfg.head_reg_strength, feature_norm=cfg.feature_norm)
     else:

@@ -113,6 +113,7 @@ def build_factsheet(meta: Mapping[str, Any], *, analysis: Mapping[str, Any] | No
                      "datasheet": datasheet, "seed": recipe.get("seed"), "train_limit": recipe.get("train_limit")},
             "recipe": dict(recipe),
             "fixres": meta.get("fixres"),
+            **({"parent": meta["parent"]} if meta.get("parent") else {}),  # the weights it was fine-tuned from
             "code": versions,
             "weights": dict(weights or {}),
             "reproduce": (zoo or {}).get("reproduce"),

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from ...tasks import TASK_METRICS
 from ..atomic import atomic_write
 from ..zoo_index import index_entry_for, sha256_file
 from . import datasheets
@@ -24,6 +25,7 @@ from .analysis import read_analysis
 from .factsheet import FACTSHEET_NAME, build_factsheet, wilson_interval
 
 CARD_NAME = "model_card.md"
+INT8_META = "model.int8.json"  # beside model.int8.onnx: model.json plus the int8 accuracy check
 SECTIONS = (
     "Model Details", "Intended Use", "Factors", "Metrics", "Evaluation Data", "Training Data",
     "Quantitative Analyses", "Ethical Considerations", "Caveats and Recommendations",
@@ -40,6 +42,7 @@ class CardContext:
     zoo: dict[str, Any] | None = None
     weights: dict[str, Any] | None = None
     datasheets: dict[str, str] = field(default_factory=dict)  # dataset name -> file name beside the card
+    int8: dict[str, Any] | None = None  # the accuracy check of `effzoo export --quantize int8` (model.int8.json)
 
 
 def load_context(folder: str | os.PathLike, meta: Mapping[str, Any]) -> CardContext:
@@ -49,6 +52,7 @@ def load_context(folder: str | os.PathLike, meta: Mapping[str, Any]) -> CardCont
     ctx = CardContext(
         analysis=read_analysis(folder),
         fixres=json.loads(fixres_path.read_text()) if fixres_path.is_file() else None,
+        int8=read_int8_check(folder),
         zoo=index_entry_for(folder),
         weights={"file": weights.name, "sha256": sha256_file(weights), "bytes": weights.stat().st_size}
         if weights.is_file() else None,
@@ -56,6 +60,25 @@ def load_context(folder: str | os.PathLike, meta: Mapping[str, Any]) -> CardCont
     for name in {_dataset(meta), *([ctx.analysis["data"]] if ctx.analysis else [])}:
         ctx.datasheets[name] = datasheets.copy_datasheet(folder, name).name
     return ctx
+
+
+def read_int8_check(folder: Path) -> dict[str, Any] | None:
+    """The `quantization` block of `model.int8.json` (written by `effzoo export --quantize int8`), if any."""
+    path = folder / INT8_META
+    if not path.is_file():
+        return None
+    block = json.loads(path.read_text()).get("quantization") or {}
+    return block if block.get("accuracy") else None
+
+
+def _int8_lines(q: Mapping[str, Any]) -> list[str]:
+    a = q["accuracy"]
+    return ["", f"int8 deployment (`{INT8_META.replace('.json', '.onnx')}`, ONNX Runtime, {q.get('format')}, "
+                f"{q.get('weights')} weights): {a['split']} top-1 on {a['images']} images of `{a['data']}`:", "",
+            "| model | top-1 |", "|---|---|", f"| float32 ONNX | {a['float_top1']:.2f}% |", f"| int8 ONNX | {a['int8_top1']:.2f}% |",
+            "", f"A drop of {a['drop']:.2f} points (allowed {a['max_drop']:g}"
+                + ("; written anyway with --force" if a.get("forced") and a["drop"] > a["max_drop"] else "")
+                + f"); the two agree on the top-1 class of {a['agreement']:.1f}% of the images."]
 
 
 def _dataset(meta: Mapping[str, Any]) -> str:
@@ -106,7 +129,10 @@ def front_matter(meta: Mapping[str, Any], ctx: CardContext | None = None) -> dic
             "params": meta.get("params"), "macs": meta.get("macs"), "phi": scaling.get("phi"),
             "train_resolution": meta.get("train_resolution"), "test_resolution": meta.get("test_resolution"),
             "weights_sha256": (ctx.weights or {}).get("sha256"),
+            **({"parent": {k: meta["parent"].get(k) for k in ("source", "kind", "sha256")}} if meta.get("parent") else {}),
         },
+        # Hugging Face's field for a fine-tune's origin; it names a hub repo, so only hub parents fill it.
+        **({"base_model": meta["parent"]["name"]} if (meta.get("parent") or {}).get("kind") == "hub" else {}),
         "model-index": [{"name": _name(meta, ctx), "results": results}],
     }
 
@@ -150,6 +176,8 @@ def _model_details(meta: Mapping[str, Any], ctx: CardContext) -> list[str]:
     if ctx.weights:
         lines.append(f"- **Weights:** `{ctx.weights['file']}` ({ctx.weights['bytes']:,} bytes), "
                      f"sha256 `{ctx.weights['sha256']}`.")
+    if meta.get("parent"):
+        lines.append(_parent_line(meta["parent"]))
     lines += [
         f"- **Software:** {', '.join(f'{k} {v}' for k, v in versions.items()) or 'not recorded'}.",
         "- **Papers:** Tan & Le, EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks, ICML 2019 "
@@ -159,6 +187,17 @@ def _model_details(meta: Mapping[str, Any], ctx: CardContext) -> list[str]:
         "- **Contact:** the effzoo issue tracker.",
     ]
     return lines
+
+
+def _parent_line(parent: Mapping[str, Any]) -> str:
+    """Where a fine-tuned model started (model.json `parent`, written by `effzoo train --pretrained`)."""
+    origin = f" ({parent['model_name']}" + (f" trained on {parent['dataset']})" if parent.get("dataset") else ")") \
+        if parent.get("model_name") else ""
+    changes = [f"{'a new' if parent.get('classifier') == 'new' else 'its own'} classifier"]
+    if parent.get("input_channels"):
+        changes.append(f"input channels adapted {parent['input_channels']}")
+    return (f"- **Fine-tuned from:** `{parent.get('name') or parent.get('path') or parent.get('source')}`{origin}, "
+            f"{parent.get('kind')} weights with sha256 `{parent.get('sha256')}`; {', '.join(changes)}.")
 
 
 def _lr_base(recipe: Mapping[str, Any]) -> str:
@@ -202,6 +241,8 @@ def _quantitative(meta: Mapping[str, Any], ctx: CardContext) -> list[str]:
         for r in ctx.fixres["sweep_before"]:
             a = after.get(r["resolution"], {}).get("top1")
             lines.append(f"| {r['resolution']} | {r['top1']:.2f}% | {'n/a' if a is None else f'{a:.2f}%'} |")
+    if ctx.int8:
+        lines += _int8_lines(ctx.int8)
     a = ctx.analysis
     if not a:
         lines += ["", "Per-class and per-resolution numbers were not measured for this card; "
@@ -221,17 +262,18 @@ def _quantitative(meta: Mapping[str, Any], ctx: CardContext) -> list[str]:
 
 
 def _tasks(meta: Mapping[str, Any]) -> list[str]:
-    """The heads of a multi-task checkpoint (empty for a single-task one), with each task's test top-1."""
+    """The heads of a multi-task checkpoint (empty for a single-task one), with each task's test metric."""
     mt, m = meta.get("multitask"), meta.get("metrics", {})
     if not mt:
         return []
     lines = ["", "### Tasks (multi-task heads on a shared backbone)", "",
              f"Feature size {mt['num_features']}, feature norm {mt['feature_norm']}; the first task is the main one.",
-             "", "| task | kind | outputs | weight | label source | test top-1 |", "|---|---|---|---|---|---|"]
+             "", "| task | kind | outputs | weight | label source | test metric |", "|---|---|---|---|---|---|"]
     for t in mt["tasks"]:
-        acc = m.get(f"test_{t['name']}_top1")
+        metric = TASK_METRICS.get(t["kind"], ("top1",))[0]
+        value = m.get(f"test_{t['name']}_{metric}")
         lines.append(f"| {t['name']} | {t['kind']} | {t['num_outputs']} | {t['weight']:g} | {t['source']} | "
-                     f"{'' if acc is None else f'{float(acc):.4f}'} |")
+                     f"{'' if value is None else f'{metric} {float(value):.4f}'} |")
     return lines
 
 
