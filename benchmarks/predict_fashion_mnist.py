@@ -14,6 +14,10 @@ whether it answers what `effzoo evaluate` measures on the same model and split.
 Printed: images/s of both, top-1 of both against the labels, and on how many images their top-1 classes
 agree. Exit code 1 when they disagree anywhere (preprocessing that differs from training's would show
 here as a few percent of disagreement; BN folding alone moves logits by ~1e-6 relative).
+
+Measured (2 CPU cores, alone, the shipped 16-epoch model, torch, batch 256, 1 loader worker): predict 500
+images/s from the PNG files, evaluate 438 images/s from the arrays; top-1 93.43% both, the same class on
+10,000 of 10,000 images.
 """
 
 from __future__ import annotations

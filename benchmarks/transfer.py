@@ -16,15 +16,26 @@ here is features carrying over, not the same images seen twice. "all" is the dig
 Arms, per labels-per-class budget and seed (the seed also draws the labelled subset and the val split):
 - scratch: the same architecture (EfficientNet phi -4, 28 px, stride 8) with the digits recipe (AdamW,
   lr_base 0.016, cosine, zero classifier);
-- finetune: `--pretrained` the zoo model, with the fine-tuning recipe it brings (AdamW, lr_base 0.004, cosine,
-  0.5 warm-up epochs), a new zero classifier for the digit classes;
+- finetune: `--pretrained` the zoo model, a new zero classifier for the digit classes, and the digits recipe
+  (the built-in data recipe wins over the generic fine-tuning values; see "Measured");
 - probe: the same, `--freeze backbone --head-lr-mult 10` (only the classifier learns, so it gets a larger rate).
 Every arm runs the same epochs per budget (more for the smallest budget: 100 images are 3 steps an epoch) and
 reports test top-1 of its best-validation checkpoint. Target (issue 17): finetune clearly above scratch at 10
 and 100 labels per class. Cost: about 27 runs of 0.5-3 minutes each on 2 cores (~50 min); `--arms`, `--seeds`,
 `--budgets` trim it.
 
-Measured: not yet (run by the lead; this docstring gets the table).
+Measured (2 CPU cores, busy with other jobs, so the seconds are not comparable; 10 labels per class, 25 epochs =
+75 steps, test top-1 of the best-validation checkpoint, seeds 0 / 1 / 2):
+    scratch                                       90.74 / 89.26 / 89.26   mean 89.8
+    finetune, lr_base 0.004 (the generic recipe)  79.63 / 72.22 / 70.37   mean 74.1
+    finetune, lr_base 0.016 (the digits recipe)   93.70 / 92.59 / 92.22   mean 92.8   (+3.0 over scratch)
+    probe (--freeze backbone, --head-lr-mult 10)  68.15 / 68.15 / 68.15   mean 68.1
+At 100 labels per class (15 epochs, seed 0 only): scratch 98.89%, finetune at lr_base 0.004 98.15%: digits at
+100 per class leave no room for a clear win (the issue's premise holds for 10 labels, not for 100, on this
+pair). The generic recipe's low rate starved the new classifier in 75 steps; since then a built-in data
+recipe's rate wins over it. The probe's three equal test scores are three different classifiers (their
+weights differ, best epochs 22 and 11) with the same 184 of 270 test images right: Fashion-MNIST features
+separate digits only so far. Not yet run: the 100 / all budgets for 3 seeds with the current recipe.
 """
 
 from __future__ import annotations

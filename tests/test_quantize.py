@@ -216,7 +216,7 @@ def test_card_shows_the_int8_check(exported, tmp_path, capsys):
     report, folder = exported
     run = make_tiny_model_folder(tmp_path / "run")
     write_model_card(run, json.loads((run / "model.json").read_text()))  # a run folder as `effzoo train` leaves it
-    assert "int8" not in (run / "model_card.md").read_text()
+    assert "int8 deployment" not in (run / "model_card.md").read_text()
     (run / "model.int8.json").write_text((folder / "model.int8.json").read_text())
     refresh_card(run / "model.onnx", None)  # what `effzoo export --quantize int8` does after writing there
     card = (run / "model_card.md").read_text()

@@ -11,7 +11,7 @@ import torch
 
 import effzoo
 from effzoo.artifacts.weights import read_state_dict
-from effzoo.training import ClassificationModule, TrainConfig
+from effzoo.training import TrainConfig
 from effzoo.training.recipe import LRFactor
 from effzoo.training.run import run_training, train
 

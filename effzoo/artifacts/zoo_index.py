@@ -124,7 +124,7 @@ def verify(name: str, root: str | os.PathLike | None = None, all_files: bool = F
     if problems:
         raise ValueError(
             f"refused to load shipped model {name!r}: " + "; ".join(problems) + ". The file was modified or corrupted "
-            f"after it was indexed; restore it (git checkout checkpoints/) or rebuild it with: "
+            "after it was indexed; restore it (git checkout checkpoints/) or rebuild it with: "
             + " && ".join(e.get("reproduce", {}).get("commands", ["(no command recorded)"]))
         )
     return folder

@@ -109,10 +109,14 @@ def refresh_card(output: Path, zoo_name: str | None) -> None:
     a shipped model's card lives in the indexed folder, so say how to make its copy in runs/<name>/."""
     from ..artifacts.cards import write_model_card  # deferred: see run()
     from ..artifacts.weights import MODEL_META
+    from ..artifacts.zoo_index import zoo_output_folder
 
     folder = output.parent
+    if output.name != "model.onnx":  # the card reads model.int8.json only
+        return
     if zoo_name:
-        print(f"the card shows the int8 check once regenerated: effzoo card --checkpoint {zoo_name}")
-    elif output.name == "model.onnx" and (folder / MODEL_META).is_file() and (folder / "model_card.md").is_file():
+        if folder.resolve() == zoo_output_folder(zoo_name).resolve():
+            print(f"the card shows the int8 check once regenerated: effzoo card --checkpoint {zoo_name}")
+    elif (folder / MODEL_META).is_file() and (folder / "model_card.md").is_file():
         card = write_model_card(folder, json.loads((folder / MODEL_META).read_text()))
         print(f"updated {card} with the int8 check")

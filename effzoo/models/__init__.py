@@ -2,7 +2,7 @@
 (the family modules' `@register_model`); it reads no file and knows no shipped checkpoint: the
 artifacts layer adds those names through `registry.register_model_source`."""
 
-from . import efficientnet, mobilenet, resnet  # noqa: F401  (registers the families' builders)
+from . import efficientnet, efficientnetv2, mobilenet, resnet  # noqa: F401  (registers the families' builders)
 from .base import ZooModel
 from .registry import create_model, is_model, list_models, model_info
 

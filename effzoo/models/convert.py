@@ -1,4 +1,4 @@
-"""Import weights from torchvision's EfficientNet-B0..B7 and ResNet models.
+"""Import weights from torchvision's EfficientNet-B0..B7, EfficientNetV2-S/M/L and ResNet models.
 
 torchvision and effzoo (= timm) store the same tensors in the same order with different names
 (`features.1.0.block.0.0.weight` vs `blocks.0.0.conv_dw.weight`), so conversion is a zip over
@@ -12,8 +12,9 @@ from typing import Mapping
 import torch
 from torch import nn
 
-# torchvision's B5-B7 were ported from TF and keep its batch-norm epsilon (B0-B4 came from timm).
-TF_BN_EPS_MODELS = ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7")
+# torchvision's B5-B7 and V2-S/M/L were ported from TF and keep its batch-norm epsilon (B0-B4 came from timm).
+TF_BN_EPS_MODELS = ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
+                    "efficientnetv2_s", "efficientnetv2_m", "efficientnetv2_l")
 
 
 def convert_torchvision_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:

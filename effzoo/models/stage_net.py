@@ -37,7 +37,7 @@ class BlockStage:
 
     block: StageBlock  # block class of every block in the stage (e.g. blocks.InvertedResidual)
     expand_ratio: int  # width of the inverted bottleneck relative to the block input
-    kernel: int  # depthwise kernel size
+    kernel: int  # kernel of the block's spatial conv (depthwise in MBConv, full in Fused-MBConv)
     stride: int  # stride of the stage's first block
     out_chs: int  # output channels of every block in the stage
     repeats: int  # number of blocks
