@@ -35,11 +35,18 @@ def train_cmd(output: Path, train_args: list[str], resume: bool = False) -> list
     return cmd + (["--resume"] if resume else [])
 
 
+def fixed_threads_env() -> dict[str, str]:
+    """Every run with the same torch thread count: float sums depend on it, and a run sizes its thread pool by
+    the machine's load unless OMP_NUM_THREADS is set (CpuShare). Exactness is promised at a fixed count."""
+    return {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(os.cpu_count() or 1)}
+
+
 def run_to_end(output: Path, train_args: list[str], resume: bool = False) -> float:
     """One complete `effzoo train` (or `--resume`); returns its wall seconds."""
     started = time.perf_counter()
     with open(output.with_suffix(".log"), "a") as log:
-        code = subprocess.run(train_cmd(output, train_args, resume), stdout=log, stderr=subprocess.STDOUT).returncode
+        code = subprocess.run(train_cmd(output, train_args, resume), stdout=log, stderr=subprocess.STDOUT,
+                              env=fixed_threads_env()).returncode
     if code != 0:
         raise RuntimeError(f"effzoo train exited {code}; see {output.with_suffix('.log')}")
     return time.perf_counter() - started
@@ -49,7 +56,7 @@ def kill_after(output: Path, train_args: list[str], seconds: float, after_first_
     """Start a run and SIGKILL it `seconds` later (counted from its first `last.ckpt` with
     `after_first_checkpoint`); True when it was killed (not already finished)."""
     with open(output.with_suffix(".log"), "w") as log:
-        proc = subprocess.Popen(train_cmd(output, train_args), stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(train_cmd(output, train_args), stdout=log, stderr=subprocess.STDOUT, env=fixed_threads_env())
         while after_first_checkpoint and proc.poll() is None and not (output / "last.ckpt").is_file():
             time.sleep(0.05)
         try:
