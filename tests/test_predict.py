@@ -22,7 +22,8 @@ from effzoo.cli import main
 from effzoo.data.datasets import ImageFileDataset
 from effzoo.data.image_folder import ImageFolderSource
 from effzoo.data.images import load_image
-from effzoo.evaluation.predict import PredictionWriter, Predictor, PredictWarning, expand_inputs
+from effzoo.evaluation.predict import Predictor, PredictWarning
+from effzoo.evaluation.predict_files import PredictionWriter, expand_inputs
 from effzoo.models.multitask import MultiTaskModel
 from effzoo.tasks import parse_tasks
 

@@ -45,7 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # deferred: torch takes seconds to import; --help and argument errors must not wait
-    from ..evaluation.predict import PredictWarning, Predictor, expand_inputs
+    from ..evaluation.predict import PredictWarning, Predictor
+    from ..evaluation.predict_files import expand_inputs
 
     paths = expand_inputs(args.inputs, sys.stdin if "-" in args.inputs else None)
     with warnings.catch_warnings():
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _predict_into(predictor: Any, paths: list[str], args: argparse.Namespace) -> list[tuple[str, str]]:
     """Predict every path, writing rows as batches complete; the (path, reason) of each unreadable file."""
-    from ..evaluation.predict import PredictionWriter
+    from ..evaluation.predict_files import PredictionWriter
 
     label = "predict" if len(paths) > PROGRESS_MIN_IMAGES else None
     target = args.json or args.csv
