@@ -9,6 +9,7 @@ import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
+from ..wording import setting
 from .source import DataSource, Splits
 from .splits import stratified_subset
 from .transforms import (
@@ -76,15 +77,15 @@ class ClassificationDataModule(pl.LightningDataModule):
         scale: tuple[float, float] | None = None,
     ):
         super().__init__()
-        _check_int("batch_size", batch_size, 1)
+        check_int("batch_size", batch_size, 1)
         if image_size is not None:
-            _check_int("image_size", image_size, 1)
+            check_int("image_size", image_size, 1)
         if eval_image_size is not None:
-            _check_int("eval_image_size", eval_image_size, 1)
+            check_int("eval_image_size", eval_image_size, 1)
         if num_workers is not None:
-            _check_int("num_workers", num_workers, 0)
+            check_int("num_workers", num_workers, 0)
         if train_limit is not None:
-            _check_int("train_limit", train_limit, 1)
+            check_int("train_limit", train_limit, 1)
         eval_resize_size(1, crop_pct)  # validates crop_pct
         resolve_interpolation(interpolation)
         for what, value in (("mixup", mixup), ("cutmix", cutmix)):
@@ -269,6 +270,7 @@ class ClassificationDataModule(pl.LightningDataModule):
         return self._split(split).labels.copy()
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
+def check_int(name: str, value: Any, minimum: int) -> None:
+    """An integer option (a bool is not one); the message names it in the caller's words."""
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+        raise ValueError(f"{setting(name)} must be an integer >= {minimum}, got {value!r}")

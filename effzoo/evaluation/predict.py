@@ -52,7 +52,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..artifacts.weights import MODEL_META, load_checkpoint
 from ..data.datasets import image_error
 from ..data.images import READ_ERRORS, load_image, to_model_mode
-from ..data.modules import default_num_workers
+from ..data.modules import check_int, default_num_workers
 from ..data.transforms import eval_transform
 from ..models.config import ModelConfig
 from ..models.multitask import MultiTaskModel
@@ -158,10 +158,10 @@ class Predictor:
     def __init__(self, checkpoint: str | os.PathLike, *, device: str = "auto", runtime: str | None = None,
                  top_k: int = 5, batch_size: int = 64, num_workers: int | None = None, threshold: float = 0.5,
                  optimize: bool = True) -> None:
-        _check_int("top_k", top_k, 1)
-        _check_int("batch_size", batch_size, 1)
+        check_int("top_k", top_k, 1)
+        check_int("batch_size", batch_size, 1)
         if num_workers is not None:
-            _check_int("num_workers", num_workers, 0)
+            check_int("num_workers", num_workers, 0)
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
             raise ValueError(f"{setting('threshold')} must be a probability in [0, 1], got {threshold!r}")
         self.top_k, self.threshold, self.batch_size = top_k, float(threshold), batch_size
@@ -465,7 +465,3 @@ def _as_list(images: Any) -> list[Any]:
 def _warn(message: str) -> None:
     warnings.warn(message, PredictWarning, stacklevel=3)
 
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{setting(name)} must be an integer >= {minimum}, got {value!r}")

@@ -39,8 +39,8 @@ from ..models import create_model, model_info
 from ..models.init import zero_init_classifier
 from ..mtl import WEIGHTINGS
 from ..scaling import CompoundScaling, round_resolution
-from .config import TrainConfig, resolve, save_yaml
 from ..wording import setting
+from .config import TrainConfig, resolve, save_yaml
 from .cpu_share import CpuShare
 from .finetune import prepare_model
 from .module import CKPT_KEY, ClassificationModule
