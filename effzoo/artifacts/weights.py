@@ -237,8 +237,7 @@ def load_checkpoint(path: str | os.PathLike) -> nn.Module:
     if path.suffix != ".safetensors":
         raise ValueError(f"{path}: expected an output folder, a .safetensors file or a Lightning .ckpt")
     check_against_index(path)  # a shipped checkpoint whose sha256 disagrees with checkpoints/index.json is refused
-    candidates = [path.with_suffix(".json"), path.parent / MODEL_META]
-    meta_path = next((p for p in candidates if p.is_file()), None)
+    meta_path = metadata_path(path)
     if meta_path is None:
         raise FileNotFoundError(
             f"{MODEL_META} not found next to {path}: it carries the architecture (model name and arguments) "
@@ -264,6 +263,13 @@ def load_checkpoint(path: str | os.PathLike) -> nn.Module:
             "edited or copied from another run? Restore the one written with these weights",
             e.file_shape, e.model_shape, e.differences) from None
     return model.eval()
+
+
+def metadata_path(weights: str | os.PathLike) -> Path | None:
+    """The metadata describing a weights file (or an exported .onnx): its sibling `<stem>.json`, else
+    `model.json` beside it; None when neither exists. Every reader of a run's metadata looks here."""
+    weights = Path(weights)
+    return next((p for p in (weights.with_suffix(".json"), weights.parent / MODEL_META) if p.is_file()), None)
 
 
 def build_from_metadata(name: str, args: Mapping[str, Any], data_config: Mapping[str, Any], source: str) -> nn.Module:

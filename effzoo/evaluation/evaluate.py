@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..artifacts.weights import MODEL_META
+from ..artifacts.weights import MODEL_WEIGHTS, metadata_path
 from ..data import create_datamodule
 from ..models import model_info
 from ..wording import setting
@@ -273,10 +273,7 @@ def _recorded_recipe(path: Path) -> dict[str, Any]:
         # weights_only: plain data only, as load_checkpoint reads it; mmap avoids reading the tensors
         hp = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("hyper_parameters") or {}
         return dict(hp.get("recipe") or {})
-    folder = path if path.is_dir() else path.parent
-    # the same places load_checkpoint reads the metadata from
-    candidates = [folder / MODEL_META] if path.is_dir() else [path.with_suffix(".json"), folder / MODEL_META]
-    meta_path = next((p for p in candidates if p.is_file()), None)
+    meta_path = metadata_path(path / MODEL_WEIGHTS if path.is_dir() else path)  # where load_checkpoint reads it
     if meta_path is None:
         return {}
     meta = json.loads(meta_path.read_text())

@@ -49,7 +49,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..artifacts.weights import MODEL_META, load_checkpoint
+from ..artifacts.weights import MODEL_META, load_checkpoint, metadata_path
 from ..data.datasets import image_error
 from ..data.images import READ_ERRORS, load_image, to_model_mode
 from ..data.modules import check_int, default_num_workers
@@ -340,8 +340,7 @@ def _load_onnx(path: Path) -> tuple[Any, ModelConfig, list | None]:
     """An exported ONNX file (float or quantized) and the metadata of `model.json` beside it."""
     if not path.is_file():
         raise FileNotFoundError(f"ONNX file not found: {path} (write one with `effzoo export --format onnx`)")
-    candidates = [path.with_suffix(".json"), path.parent / MODEL_META]
-    meta_path = next((p for p in candidates if p.is_file()), None)
+    meta_path = metadata_path(path)
     if meta_path is None:
         raise FileNotFoundError(
             f"{path} has no {MODEL_META} beside it: the ONNX file holds the network, {MODEL_META} its class names "
