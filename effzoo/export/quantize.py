@@ -53,7 +53,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from ..artifacts.atomic import atomic_write
-from ..artifacts.weights import MODEL_META
+from ..artifacts.weights import MODEL_WEIGHTS, metadata_path
 from ..data import stratified_subset
 from ..evaluation.evaluate import check_data_matches, datamodule_for, recorded_data
 from ..models.base import check_positive_int
@@ -332,8 +332,7 @@ def checkpoint_metadata(checkpoint: str | Path, model: nn.Module) -> dict[str, A
     path = Path(checkpoint)
     if path.suffix == ".ckpt":  # the folder's model.json may be another epoch's export; the model knows its own
         return model_metadata(model)
-    candidates = [path / MODEL_META] if path.is_dir() else [path.with_suffix(".json"), path.parent / MODEL_META]
-    found = next((p for p in candidates if p.is_file()), None)
+    found = metadata_path(path / MODEL_WEIGHTS if path.is_dir() else path)
     return json.loads(found.read_text()) if found else model_metadata(model)
 
 
