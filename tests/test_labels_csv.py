@@ -192,7 +192,8 @@ def test_cli_prints_the_labels_error_in_one_line(folder, tmp_path, capsys):
 
 
 def test_mtl_report_compares_csv_columns_by_their_metric(folder, tmp_path, monkeypatch):
-    values = {"stl-species": {"test_species_top1": 0.5}, "stl-rot": {"test_rot_top1": 0.8}}
+    values = {"stl-species": {"test_species_top1": 0.5}, "stl-rot": {"test_rot_top1": 0.8},
+              "stl-age": {"test_age_mae": 2.0}, "stl-tags": {"test_tags_map": 0.5}}
 
     def run(cfg):
         kind = Path(cfg.output).parent.name
@@ -202,9 +203,11 @@ def test_mtl_report_compares_csv_columns_by_their_metric(folder, tmp_path, monke
     monkeypatch.setattr(mtl_report_mod, "_run", run)
     cfg = TrainConfig(**tiny(folder, tmp_path / "rep"))
     report, details = mtl_report_mod.mtl_report(cfg, [0], log=lambda *a: None)
-    assert [t.task for t in report.tasks] == ["species", "rot"]
+    assert [t.task for t in report.tasks] == ["species", "age", "tags", "rot"]
     assert report.task("species").rel_mean == pytest.approx(20.0) and report.task("rot").rel_mean == pytest.approx(-25.0)
-    assert report.mtl_only == {"age": [1.5], "tags": [0.7]}
+    # MAE falls from 2.0 to 1.5: MTL better (+25%); AP rises from 0.5 to 0.7: +40%; all four count in Δm
+    assert report.task("age").rel_mean == pytest.approx(25.0) and report.task("tags").rel_mean == pytest.approx(40.0)
+    assert report.delta_m_mean == pytest.approx((20 + 25 + 40 - 25) / 4) and not report.mtl_only
     assert details["task_metrics"]["age"] == "test_age_mae"
 
 

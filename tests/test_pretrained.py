@@ -222,3 +222,37 @@ def test_pretrained_brings_the_fine_tuning_recipe_under_the_flags():
     assert (shipped.opt, shipped.sched, shipped.lr_base, shipped.warmup_epochs) == ("adamw", "cosine", 0.016, 1.0)
     with pytest.raises(ValueError, match="freeze must be none, backbone or stages:K"):
         resolve({"freeze": "stage:2"})
+
+
+def test_resume_needs_no_source_and_keeps_the_lineage(tmp_path):
+    # The source: a tiny run on 3-channel data; the fine-tune: 1-channel data (stem adapted), new 5-class head.
+    source = tmp_path / "source"
+    run_training(tiny(tmp_path, "source", **data(in_chans=3), model="mobilenetv2_035", small_input=True))
+    sha = sha256_file(source / "model.safetensors")
+    fine = dict(data="synthetic", data_options={"num_samples": 64, "size": 16, "in_chans": 1, "num_classes": 5},
+                pretrained=str(source), epochs=2, deterministic=True, rand_augment="none")
+    whole = run_training(tiny(tmp_path, "whole", **fine))  # never interrupted, the source there throughout
+    stopped = tiny(tmp_path, "stopped", **fine)
+    run_training({**stopped, "epochs": 1})
+    moved = tmp_path / "moved"
+    source.rename(moved)  # gone from where the run found it
+    resumed = run_training({**stopped, "resume": True})
+
+    assert resumed.trainer.global_step == whole.trainer.global_step == 2 * 2
+    a, b = (json.loads((r.output / "model.json").read_text()) for r in (whole, resumed))
+    assert b["parent"] == a["parent"]  # the lineage the run recorded when it started, unchanged
+    assert b["parent"]["sha256"] == sha and b["parent"]["path"] == str((source / "model.safetensors").resolve())
+    assert b["parent"]["classifier"] == "new" and b["parent"]["input_channels"] == "3 -> 1"
+    assert (b["model_name"], b["model_args"], b["pretrained_cfg"]) == (a["model_name"], a["model_args"], a["pretrained_cfg"])
+    wa, wb = (read_state_dict(r.output / "model.safetensors") for r in (whole, resumed))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=1e-4, atol=1e-5, msg=k)
+
+    # A resume asking for another architecture, or on data the checkpoint does not fit, is refused by name.
+    moved.rename(source)
+    run_training({**tiny(tmp_path, "again", **fine), "epochs": 1})
+    with pytest.raises(ValueError, match=r"holds mobilenetv2_035 .*you ask for efficientnet \(phi=-4\)"):
+        build(resolve({**tiny(tmp_path, "again", **fine), "resume": True, "model": "efficientnet", "phi": -4}))
+    with pytest.raises(ValueError, match=r"trained for 5 classes, the data .* has 4"):
+        build(resolve({**tiny(tmp_path, "again", **fine), "data_options": data()["data_options"], "resume": True}))

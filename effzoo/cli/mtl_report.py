@@ -24,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EXAMPLE
     p.add_argument("--seeds", default="0,1,2", metavar="S,S,...", help="seeds; STL and MTL are paired by seed")
     p.add_argument("--metric", default="test", choices=("test", "val"),
-                   help="split whose top-1 of the selected models is compared (default: test)")
+                   help="split on which the selected models are compared, each task by its own metric "
+                        "(top-1, mAP, MAE) (default: test)")
     p.add_argument("--noise-band", type=float, default=0.0, metavar="PCT",
                    help="flag transfer only beyond this |Δ%%| too (e.g. from a neutral-control run)")
     p.add_argument("--report-json", metavar="FILE", help="where to write the JSON report (default OUTPUT/mtl_report.json)")

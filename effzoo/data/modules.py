@@ -47,6 +47,24 @@ def default_num_workers(in_memory: bool = False) -> int:
     return 1 if cores <= 2 else min(8, cores - 1)
 
 
+class StageTransform:
+    """The train transform, replaceable between epochs. The training dataset holds this object, not the
+    transform, so a new `compose` reaches the next epoch's loader (its workers start per epoch)."""
+
+    def __init__(self, compose: Any) -> None:
+        self.compose = compose
+
+    def __call__(self, image: Any) -> Any:
+        return self.compose(image)
+
+    @property
+    def transforms(self) -> list:
+        return self.compose.transforms
+
+    def __repr__(self) -> str:
+        return repr(self.compose)
+
+
 class ClassificationDataModule(pl.LightningDataModule):
     """Train/val/test loaders plus the metadata a model needs, known before ``setup()``.
 
@@ -120,12 +138,26 @@ class ClassificationDataModule(pl.LightningDataModule):
         self.scale = tuple(scale) if scale is not None else tuple(source.rrc_scale)
         if rand_augment:
             build_rand_augment(rand_augment, self.image_size, self.mean)  # fail early on typos
-        self.train_tf = train_transform(
-            self.image_size, self.in_chans, self.mean, self.std, interpolation,
-            rand_augment, random_erasing, scale=self.scale, hflip=source.hflip,
-        )  # fmt: skip
+        self.train_tf = StageTransform(self._train_compose(self.image_size, rand_augment))
         self.mixup_fn = self._make_mixup(mixup, cutmix, label_smoothing)
         self._splits: Splits | None = None
+
+    def _train_compose(self, image_size: int, rand_augment: str | None):
+        return train_transform(
+            image_size, self.in_chans, self.mean, self.std, self.interpolation,
+            rand_augment, self.random_erasing, scale=self.scale, hflip=self.source.hflip,
+        )  # fmt: skip
+
+    def set_train_stage(self, image_size: int, rand_augment: str | None, mixup: float | None = None) -> None:
+        """Train from the next epoch on at `image_size` with this RandAugment spec (and mixup alpha): a stage
+        of progressive learning (training.progressive). The eval transform and `image_size`, the model's
+        final train size recorded in `data_config`, stay as they are."""
+        check_int("image_size", image_size, 1)
+        self.train_tf.compose = self._train_compose(int(image_size), rand_augment)
+        if mixup is not None and self.mixup_fn is not None:
+            # timm's Mixup asserts that some alpha is > 0 when enabled; disabled, it only smooths the labels
+            self.mixup_fn.mixup_alpha = mixup
+            self.mixup_fn.mixup_enabled = mixup > 0 or self.mixup_fn.cutmix_alpha > 0
 
     def _make_mixup(self, mixup: float, cutmix: float, label_smoothing: float):
         if mixup <= 0 and cutmix <= 0:

@@ -117,6 +117,7 @@ class ResNet(ZooModel):
         self.act1 = nn.ReLU(inplace=True)
         self.maxpool = nn.Identity() if small_input else nn.MaxPool2d(3, 2, 1)
         self.total_stride = (1 if small_input else 4) * 8
+        self.drop_path_rate = drop_path_rate  # what progressive learning ramps towards
         rates = iter(drop_path_rates(sum(s.repeats for s in stages), drop_path_rate))
         in_chs = stem_chs
         for i, stage in enumerate(stages):

@@ -77,6 +77,7 @@ class MBConvNet(ZooModel):
         self.bn1 = nn.BatchNorm2d(stem_chs)
         self.act1 = act_layer(inplace=True)
 
+        self.drop_path_rate = drop_path_rate  # what progressive learning ramps towards
         rates = iter(drop_path_rates(sum(s.repeats for s in stages), drop_path_rate))
         in_chs, blocks = stem_chs, []
         for stage in stages:

@@ -4,16 +4,19 @@ Classification: top-1 accuracy. Multi-label: average precision, micro-averaged o
 (image, label) pair -- threshold-free, and above 0 whenever a positive exists, so the transfer
 report's relative differences stay defined. Regression: mean absolute error over labelled entries.
 Each is a torchmetrics `Metric`, so Lightning accumulates it over an epoch and syncs it under DDP;
-missing labels (-1 / NaN, as the losses encode them) never reach it.
+missing labels (-1 / NaN, as the losses encode them) never reach it. `selection_metric` names the one
+that selects a run's checkpoint.
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy, MultilabelAveragePrecision
 
-from ..tasks import TaskSpec
+from ..tasks import TASK_METRICS, TaskSpec
 
 
 class MaskedMultilabelAP(MultilabelAveragePrecision):
@@ -56,3 +59,14 @@ def task_metric(spec: TaskSpec) -> Metric:
         return MaskedMultilabelAP(spec.num_outputs)
     return MaskedMAE()
 
+
+
+def selection_metric(tasks: Sequence[TaskSpec] | None) -> tuple[str, str]:
+    """The logged validation metric that selects a run's checkpoint and its ModelCheckpoint mode. A
+    classification main task (and a run without tasks) is selected on `val_top1`, as always; a run whose
+    main task is a regression or multi-label head (a single-task baseline of one) on that task's own
+    metric, `val_{task}_{mae|map}`, in its direction."""
+    if not tasks or tasks[0].kind == "classification":
+        return "val_top1", "max"
+    main = tasks[0]
+    return f"val_{main.name}_{main.metric}", "max" if TASK_METRICS[main.kind][1] > 0 else "min"

@@ -79,6 +79,13 @@ class TrainConfig:
     mixup: float = option(0.0, "mixup alpha (0: off)")
     cutmix: float = option(0.0, "cutmix alpha (0: off)")
     label_smoothing: float = option(0.1, "label smoothing of the cross entropy")
+    # -- progressive learning (training.progressive; off unless `progressive` is set) -------------
+    progressive: int | None = option(None, "progressive learning (EfficientNetV2): split the epochs into this many stages; the train size and RandAugment magnitude, mixup, dropout and drop path grow stage by stage from the prog_min_* values to the configured ones (YAML: also a block progressive: {stages: 4, min_size: 16, ...})", "int", metavar="STAGES", shown_default="off")
+    prog_min_size: int | None = option(None, "progressive: the first stage's train size", "int", shown_default="half the train size, at least twice the model's total stride")
+    prog_min_magnitude: float | None = option(None, "progressive: the first stage's RandAugment magnitude", "float", shown_default="5, as in EfficientNetV2")
+    prog_min_mixup: float = option(0.0, "progressive: the first stage's mixup alpha")
+    prog_min_drop_rate: float | None = option(None, "progressive: the first stage's dropout", "float", shown_default="a third of the model's")
+    prog_min_drop_path_rate: float = option(0.0, "progressive: the first stage's stochastic-depth rate")
     # -- optimization --------------------------------------------------------------------------
     epochs: int = option(30, "training epochs")
     opt: str = option("rmsproptf", "optimizer (timm names)", choices=OPTIMIZERS)
@@ -148,6 +155,7 @@ class TrainConfig:
         if self.coefficients is not None and len(self.coefficients) != 3:
             raise ValueError(f"{setting('coefficients')} must be three numbers alpha,beta,gamma, got {self.coefficients}")
         self.validate_finetune()
+        self.validate_progressive()
         self.validate_multitask()
 
     def validate_finetune(self) -> None:
@@ -159,6 +167,23 @@ class TrainConfig:
         if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
             raise ValueError(f"{setting('layer_decay')} must be in (0, 1], got {self.layer_decay}")
 
+    def validate_progressive(self) -> None:
+        """What can be checked before the model is built (its sizes and rates: training.progressive)."""
+        for name in ("prog_min_magnitude", "prog_min_mixup", "prog_min_drop_rate", "prog_min_drop_path_rate"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{setting(name)} must be >= 0, got {value}")
+        if self.prog_min_size is not None and self.prog_min_size < 1:
+            raise ValueError(f"{setting('prog_min_size')} must be >= 1, got {self.prog_min_size}")
+        if self.progressive is None or self.progressive == 0:
+            return
+        if self.progressive < 2:
+            raise ValueError(f"{setting('progressive')} is the number of stages: at least 2 (one stage is plain "
+                             f"training), got {self.progressive}")
+        if self.progressive > self.epochs:
+            raise ValueError(f"{setting('progressive', self.progressive)} stages need at least as many epochs, got "
+                             f"{setting('epochs', self.epochs)}; use fewer stages or more epochs")
+
     def validate_multitask(self) -> None:
         """The multi-task rules, checked where the config is read (tasks are parsed by `coerce`)."""
         if self.tasks is None:
@@ -167,9 +192,12 @@ class TrainConfig:
         from ..mtl import WEIGHTINGS, create_weighting, make_regularizer
         from ..mtl.regularizers import check_strength
 
-        if self.tasks[0].kind != "classification":
+        # One task of any kind is selected on its own metric (mtl.metrics.selection_metric: an mtl-report baseline);
+        # among several, the main task's validation top-1 selects the checkpoint.
+        if len(self.tasks) > 1 and self.tasks[0].kind != "classification":
             raise ValueError(f"the main (first) task {self.tasks[0].name!r} must be a classification task: its "
-                             "validation top-1 selects the checkpoint")
+                             "validation top-1 selects the checkpoint (list a classification task first; a "
+                             f"{self.tasks[0].kind} task alone is selected on its own metric)")
         create_weighting(self.weighting, self.tasks, **self.weighting_options)  # bad names/options fail here
         check_strength(self.head_reg_strength, setting("head_reg_strength"))
         if self.head_reg is not None:
@@ -237,6 +265,7 @@ def data_recipe(data: Any) -> dict[str, Any]:
 def resolve(values: Mapping[str, Any], source: str = "config") -> TrainConfig:
     """A TrainConfig from user values layered over the recipe of their dataset (if it has one) and, when
     they start from pretrained weights, the fine-tuning recipe."""
+    values = expand_progressive_block(values, source)
     check_keys(values, source)
     data = values.get("data", TrainConfig.__dataclass_fields__["data"].default)
     finetune = FINETUNE_RECIPE if values.get("pretrained") not in (None, "", "none", "null") else {}
@@ -258,7 +287,22 @@ def check_keys(values: Mapping[str, Any], source: str) -> None:
             raise ValueError(f"unknown config key {key!r} in {source}{hint}; valid keys: {', '.join(valid)}")
 
 
+def expand_progressive_block(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """`progressive: {stages: 4, min_size: 16, min_mixup: 0}` (YAML) -> progressive: 4, prog_min_size: 16, ..."""
+    values = dict(values)
+    block = values.get("progressive")
+    if not isinstance(block, Mapping):
+        return values
+    keys = {"stages": "progressive", **{k[len("prog_"):]: k for k in field_names() if k.startswith("prog_")}}
+    unknown = sorted(set(block) - set(keys))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in the progressive block of {source}; valid: {', '.join(keys)}")
+    values.pop("progressive")
+    return {**values, **{keys[k]: v for k, v in block.items()}}
+
+
 def from_dict(values: Mapping[str, Any], source: str = "config") -> TrainConfig:
+    values = expand_progressive_block(values, source)
     check_keys(values, source)
     return TrainConfig(**values)
 
@@ -274,6 +318,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path} is not valid YAML: {e}") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path} must hold a mapping of option: value, got {type(values).__name__}")
+    values = expand_progressive_block(values, str(path))
     check_keys(values, str(path))
     return values
 

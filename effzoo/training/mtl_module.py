@@ -2,7 +2,9 @@
 
 Used by `effzoo train --tasks ...` (see `run.build`); without `tasks` none of this is touched.
 The first task is the main one: its validation top-1 is logged as `val_top1` (and test top-1 as
-`test_top1`), so checkpoint selection and export work as for single-task runs. Every task also
+`test_top1`), so checkpoint selection and export work as for single-task runs; a regression or
+multi-label task alone (an mtl-report baseline) is selected on its own metric instead
+(`mtl.metrics.selection_metric`). Every task also
 logs `{stage}_{task}_loss` and its kind's metric `{stage}_{task}_{top1|map|mae}` (`mtl.metrics`);
 the weighting logs `weight/{task}`; the gradient cosine between tasks on the shared parameters is
 logged once per epoch (`cos/a|b`). An image folder's labels.csv columns feed the tasks that name

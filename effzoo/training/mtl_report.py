@@ -2,15 +2,16 @@
 
 For each seed: every task with a real label source (random-label probes have no meaningful
 baseline and are left out of Δm, as mtl.md §5 asks) is trained alone, with the same backbone,
-recipe, budget (epochs over the same data) and selection rule (best validation top-1 of that
-task), and then the multi-task model of `cfg.tasks` is trained. The report compares the selected
-models' metric (on the test split by default) per task as a `transfer_report`: each task's kind
-brings its metric and direction (`tasks.TASK_METRICS`: top-1, micro AP, MAE), so a labels.csv
-column is compared as a built-in source is. Regression and multi-label tasks get no single-task
-baseline (a run's main task is a classification task: its validation top-1 selects the
-checkpoint); their multi-task values are reported beside the table (`mtl_only`). The gradient cosine between
-tasks on the shared parameters (logged by every multi-task run at the end of each epoch) is
-collected from the runs' logs as a diagnostic.
+recipe and budget (epochs over the same data), and then the multi-task model of `cfg.tasks` is
+trained. A baseline is the multi-task module with that one task, so its checkpoint is selected on
+that task's own validation metric in its direction (`mtl.metrics.selection_metric`: top-1 and
+micro AP higher, MAE lower). The report compares the
+selected models' metric (on the test split by default) per task as a `transfer_report`: each task's
+kind brings its metric and direction (`tasks.TASK_METRICS`), so a labels.csv column, regression and
+multi-label ones included, is compared and counted in Δm as a built-in source is. Tasks without a
+baseline (random labels, or left out through `baselines`) are reported beside the table
+(`mtl_only`). The gradient cosine between tasks on the shared parameters (logged by every multi-task
+run at the end of each epoch) is collected from the runs' logs as a diagnostic.
 
 Runs that already hold a `metrics.json` are reused, so an interrupted report resumes.
 """
@@ -85,7 +86,7 @@ def mtl_report(cfg: TrainConfig, seeds: Sequence[int], metric: str = "test", noi
     if metric == "test" and not cfg.test:
         raise ValueError(f"{setting('metric', 'test')} needs {setting('test', True)} (the selected model evaluated on the test split)")
     base = Path(cfg.output or "runs/mtl-report")
-    baselined = [t for t in specs if t.source != "random" and t.kind == "classification"]
+    baselined = [t for t in specs if t.source != "random"]
     if baselines is not None:
         unknown = sorted(set(baselines) - {t.name for t in specs})
         if unknown:
@@ -95,10 +96,6 @@ def mtl_report(cfg: TrainConfig, seeds: Sequence[int], metric: str = "test", noi
         raise ValueError(f"the main task {specs[0].name!r} needs a real label source for its baseline")
     stl: dict[str, list[float]] = {t.name: [] for t in baselined}
     mtl: dict[str, list[float]] = {t.name: [] for t in specs}
-    unbaselined = [t.name for t in specs if t.kind != "classification"]
-    if unbaselined:
-        log(f"mtl-report: {', '.join(unbaselined)}: no single-task baseline for a non-classification task; "
-            "its multi-task metric is reported alone")
     cosines: list[dict[str, float]] = []
     for seed in seeds:
         for t in baselined:

@@ -24,8 +24,10 @@ def versions() -> dict[str, str]:
             "pytorch_lightning": pytorch_lightning.__version__, "timm": timm.__version__}
 
 
-def run_metadata(model: torch.nn.Module, cfg: TrainConfig, dm: Any, metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything needed to rebuild, preprocess for, and judge the model (the content of model.json)."""
+def run_metadata(model: torch.nn.Module, cfg: TrainConfig, dm: Any, metrics: Mapping[str, Any],
+                 progressive: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Everything needed to rebuild, preprocess for, and judge the model (the content of model.json).
+    `progressive`: the progressive-learning schedule it was trained with (`ProgressiveSchedule.to_dict`)."""
     pcfg = model.pretrained_cfg
     try:
         info = model_info(model, tuple(pcfg["input_size"]))
@@ -57,15 +59,17 @@ def run_metadata(model: torch.nn.Module, cfg: TrainConfig, dm: Any, metrics: Map
         "recipe": {**{k: v for k, v in cfg.to_dict().items() if k != "resume"}, "lr_base": cfg.resolved_lr_base},
         "versions": versions(),
         **({"parent": dict(pcfg.parent)} if pcfg.get("parent") else {}),  # fine-tuned from (--pretrained)
+        **({"progressive": dict(progressive)} if progressive else {}),  # stage sizes and rates (--progressive)
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
-def export_run(output: Path, module: Any, cfg: TrainConfig, dm: Any, metrics: Mapping[str, Any]) -> dict[str, Any]:
+def export_run(output: Path, module: Any, cfg: TrainConfig, dm: Any, metrics: Mapping[str, Any],
+               progressive: Mapping[str, Any] | None = None) -> dict[str, Any]:
     model = module.model
     model.eval()
     multitask = hasattr(model, "task_metadata")  # a MultiTaskModel: describe the backbone, add the heads
-    meta = run_metadata(model.backbone if multitask else model, cfg, dm, metrics)
+    meta = run_metadata(model.backbone if multitask else model, cfg, dm, metrics, progressive)
     if multitask:
         meta["multitask"] = model.task_metadata()
         meta["params"] = sum(p.numel() for p in model.parameters())

@@ -19,6 +19,10 @@ timm's `adapt_input_conv` does: for one data channel the stem kernel is summed o
 channels, for more it is repeated and rescaled by (weights' channels / data's), so that a grayscale
 image copied into every channel gives the stem (and the whole backbone) the same response as before
 (exactly for 3 -> 1 and 1 -> 3; see `adapt_input_conv`).
+
+`--resume` rebuilds the model as the run's last.ckpt records it (the registry name, arguments and lineage
+in its hyperparameters) and reads nothing from the source: the checkpoint holds the weights, and the
+source may since have moved or gone.
 """
 
 from __future__ import annotations
@@ -339,9 +343,15 @@ def lineage(source: Source, name: str, notes: Mapping[str, Any]) -> dict[str, An
     return {k: v for k, v in record.items() if v is not None}
 
 
-def build_pretrained(cfg: TrainConfig, data: DataSource, spec: Mapping[str, Any]) -> nn.Module:
-    """The model of a `--pretrained` run, weights loaded and adapted. The config stays as given: the source
-    decides the architecture the same way on `--resume`, and model.json records what was built."""
+def build_pretrained(cfg: TrainConfig, data: DataSource, spec: Mapping[str, Any],
+                     resume_from: Path | None = None) -> nn.Module:
+    """The model of a `--pretrained` run, weights loaded and adapted; model.json records what was built.
+    With `resume_from` (the run's last.ckpt) the model is rebuilt as that checkpoint records it, without
+    the source: its weights are about to be replaced by the checkpoint's, and the source may be gone."""
+    if resume_from is not None:
+        model = rebuild_from_checkpoint(cfg, spec, resume_from)
+        if model is not None:
+            return model
     source = resolve_source(cfg.pretrained)
     name, args = architecture(cfg, source, spec)
     try:
@@ -357,3 +367,39 @@ def build_pretrained(cfg: TrainConfig, data: DataSource, spec: Mapping[str, Any]
         zero_init_classifier(model)  # only a new head: a loaded classifier is what the source learned
     model.pretrained_cfg.parent = lineage(source, name, notes)
     return model
+
+
+def rebuild_from_checkpoint(cfg: TrainConfig, spec: Mapping[str, Any], checkpoint: Path) -> nn.Module | None:
+    """The architecture and lineage a `--pretrained` run's checkpoint records (its hyperparameters), no
+    weights read; None for a checkpoint that records no lineage (written before it did): the source then
+    decides, as it did when the run started."""
+    if not checkpoint.is_file():
+        return None  # nothing to resume from: `prepare_output` says so in the run's words
+    try:  # mmap: only the small hyperparameters are read, not the weights and optimizer state
+        hp = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True).get("hyper_parameters") or {}
+    except Exception as e:  # a truncated or foreign file: say which and what to do, not unpickler internals
+        raise ValueError(f"{setting('resume', True)}: cannot read {checkpoint} ({type(e).__name__}); it is not an "
+                         f"`effzoo train` checkpoint, or a broken one: start again without {setting('resume')}") from None
+    if not hp.get("parent") or "model_name" not in hp:
+        return None
+    name, args = hp["model_name"], dict(hp.get("model_args") or {})
+    _check_resume_fits(cfg, spec, checkpoint, name, args)
+    model = create_model(name, **args)
+    model.pretrained_cfg.parent = dict(hp["parent"])
+    return model
+
+
+def _check_resume_fits(cfg: TrainConfig, spec: Mapping[str, Any], checkpoint: Path, name: str,
+                       args: Mapping[str, Any]) -> None:
+    """The flags and data of the resumed run against what the checkpoint was trained as: a mismatch named
+    here, not as a state-dict shape error inside Lightning."""
+    user_arch = {k: spec[k] for k in ARCH_KEYS if spec.get(k) is not None}
+    if (cfg.model != DEFAULT_MODEL or user_arch) and (cfg.model != name or not _same_arch(user_arch, args)):
+        raise ValueError(f"{setting('resume', True)}: {checkpoint} holds {_describe(name, args)}, but you ask for "
+                         f"{_describe(cfg.model, user_arch)}; resume with the run's own settings (drop "
+                         f"{'/'.join(setting(k) for k in ('model', *ARCH_KEYS))}), or start a new {setting('output')}")
+    for key, what in (("num_classes", "classes"), ("in_chans", "input channels")):
+        if key in args and spec.get(key) is not None and int(spec[key]) != int(args[key]):
+            raise ValueError(f"{setting('resume', True)}: {checkpoint} was trained for {args[key]} {what}, the data "
+                             f"({setting('data', cfg.data)}) has {spec[key]}; resume on the run's own data, or start "
+                             f"a new {setting('output')}")

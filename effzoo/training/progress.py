@@ -198,6 +198,8 @@ class TrainProgress(Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         now = time.monotonic()
         self._epoch_times.append(now - self._start)
+        # into metrics.csv beside the epoch's val top-1: time-to-accuracy curves (benchmarks/fashion_mnist.py)
+        pl_module.log("epoch_seconds", now - self._start, on_step=False, on_epoch=True)
         if self.lines:
             self._epoch_line(trainer, now)
 

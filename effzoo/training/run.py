@@ -38,6 +38,7 @@ from ..data import ClassificationDataModule, create_source
 from ..models import create_model, model_info
 from ..models.init import zero_init_classifier
 from ..mtl import WEIGHTINGS
+from ..mtl.metrics import selection_metric
 from ..scaling import CompoundScaling, round_resolution
 from ..wording import setting
 from .config import TrainConfig, resolve, save_yaml
@@ -47,6 +48,7 @@ from .module import CKPT_KEY, ClassificationModule
 from .mtl_module import MultiTaskDataModule, MultiTaskModule
 from .outputs import export_run
 from .pretrained import build_pretrained
+from .progressive import ProgressiveLearning, ProgressiveSchedule, build_schedule
 from .progress import PREFIX, TrainProgress, announce, count, interactive, quiet_lightning
 
 LAST = "last.ckpt"
@@ -191,15 +193,19 @@ def ema_avg_with_warmup(decay: float) -> Callable[[torch.Tensor, torch.Tensor, t
     return average
 
 
-def build_trainer(cfg: TrainConfig, output: Path, summary: str = "") -> pl.Trainer:
+def build_trainer(cfg: TrainConfig, output: Path, summary: str = "",
+                  schedule: ProgressiveSchedule | None = None) -> pl.Trainer:
     """The run's Trainer. In a terminal it draws Lightning's progress bar; anywhere else (a log file,
-    CI, nohup) plain progress lines instead. `summary` is the run's one-line description (`run_summary`)."""
+    CI, nohup) plain progress lines instead. `summary` is the run's one-line description (`run_summary`);
+    `schedule` the progressive-learning stages (`progressive_schedule`), if any."""
     bar = cfg.progress_bar and interactive()
+    monitor, mode = selection_metric(cfg.tasks)
     callbacks: list[pl.Callback] = [
         # first: its setup quiets Lightning before the other callbacks' setup notices
         TrainProgress(summary, cfg.batch_size, lines=not bar, verbose=cfg.verbose),  # lines wherever no bar is drawn
-        ModelCheckpoint(dirpath=output, filename="best-epoch{epoch:03d}-top1_{val_top1:.4f}", monitor="val_top1",
-                        mode="max", save_top_k=1, auto_insert_metric_name=False),
+        # val_top1 (max), unless the main task is a regression / multi-label head: its own metric (mtl-report baselines)
+        ModelCheckpoint(dirpath=output, filename=f"best-epoch{{epoch:03d}}-{monitor.removeprefix('val_')}_{{{monitor}:.4f}}",
+                        monitor=monitor, mode=mode, save_top_k=1, auto_insert_metric_name=False),
         # `last.ckpt` from its own callback: Lightning 2.6's save_last=True writes "last" only in an epoch that
         # also saved a top-k checkpoint, so after an epoch that did not improve val_top1, last.ckpt (what
         # --resume continues from) stayed at the best epoch. Without a monitor this one saves every epoch.
@@ -215,6 +221,8 @@ def build_trainer(cfg: TrainConfig, output: Path, summary: str = "") -> pl.Train
         # timm's ModelEma warm-up ramps the decay as (1+n)/(10+n) up to the target instead.
         ema._kwargs["avg_fn"] = ema_avg_with_warmup(cfg.ema_decay)
         callbacks.append(ema)
+    if schedule is not None:
+        callbacks.append(ProgressiveLearning(schedule, announce=announce))
     on_gpu = cfg.accelerator in ("gpu", "cuda") or (cfg.accelerator == "auto" and torch.cuda.is_available())
     # torch refuses SyncBatchNorm on CPU tensors; on GPUs with DDP it keeps BN statistics global.
     sync_bn = on_gpu and _world_size(cfg, on_gpu) > 1
@@ -259,7 +267,8 @@ def build(cfg: TrainConfig) -> tuple[TrainConfig, pl.LightningDataModule, pl.Lig
                          "e.g. NAME:cls:CLASSES:1:COLUMN")
     spec = model_spec(cfg, source.base_resolution, source.in_chans, source.num_classes)
     if cfg.pretrained:  # the weights' architecture; only a new classifier is zeroed (a loaded one is kept)
-        model = build_pretrained(cfg, source, spec)
+        resume_from = (Path(cfg.output) if cfg.output else default_output(cfg)) / LAST if cfg.resume else None
+        model = build_pretrained(cfg, source, spec, resume_from=resume_from)  # resumed: as its checkpoint records
     else:
         model = create_model(cfg.model, **spec)
         if cfg.head_init == "zero":
@@ -284,7 +293,16 @@ def build(cfg: TrainConfig) -> tuple[TrainConfig, pl.LightningDataModule, pl.Lig
             head_reg_strength=cfg.head_reg_strength, feature_norm=cfg.feature_norm)
     else:
         module = ClassificationModule(model, recipe, data_config, channels_last=cfg.channels_last, compile=cfg.compile)
+    if model.pretrained_cfg.parent:  # in every checkpoint: --resume rebuilds from it, the source may be gone
+        module.hparams["parent"] = dict(model.pretrained_cfg.parent)
     return cfg, dm, module
+
+
+def progressive_schedule(cfg: TrainConfig, module: pl.LightningModule, dm: pl.LightningDataModule) -> ProgressiveSchedule | None:
+    """The run's progressive-learning schedule (None when off), ending at the built model's train size and rates."""
+    model = module.model.backbone if hasattr(module.model, "backbone") else module.model
+    return build_schedule(cfg, final_size=dm.image_size, total_stride=model.total_stride,
+                          drop_rate=model.drop_rate, drop_path_rate=getattr(model, "drop_path_rate", 0.0))
 
 
 def check_weighting_fits_devices(cfg: TrainConfig) -> None:
@@ -316,12 +334,13 @@ def run_training(config: TrainConfig | Mapping[str, Any]) -> TrainResult:
     output = prepare_output(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     cfg, dm, module = build(cfg)
+    schedule = progressive_schedule(cfg, module, dm)  # before anything is written: its errors are the config's
     if env_rank() == 0:
         save_yaml(cfg, output / "config.yaml")
     summary = run_summary(cfg, module, dm) if env_rank() == 0 else ""
     # Scoped: one process may run many trainings (tests, `effzoo search`); Trainer() itself prints notices.
     with quiet_lightning(cfg.verbose):
-        trainer = build_trainer(cfg, output, summary)
+        trainer = build_trainer(cfg, output, summary, schedule)
         started = time.perf_counter()
         trainer.fit(module, datamodule=dm, ckpt_path=str(output / LAST) if cfg.resume else None, weights_only=True)
         fit_seconds = time.perf_counter() - started
@@ -340,5 +359,5 @@ def run_training(config: TrainConfig | Mapping[str, Any]) -> TrainResult:
             results = trainer.test(module, datamodule=dm, verbose=False)
             metrics.update({k: float(v) for k, v in (results[0] if results else {}).items()})
     if trainer.is_global_zero:
-        export_run(output, module, cfg, dm, metrics)
+        export_run(output, module, cfg, dm, metrics, schedule.to_dict() if schedule else None)
     return TrainResult(output, module, trainer, dm, metrics)

@@ -189,6 +189,19 @@ def _model_details(meta: Mapping[str, Any], ctx: CardContext) -> list[str]:
     return lines
 
 
+def _progressive_lines(progressive: Mapping[str, Any] | None) -> list[str]:
+    """The progressive-learning schedule (model.json `progressive`, from `effzoo train --progressive`)."""
+    if not progressive:
+        return []
+    lines = [f"- Progressive learning (EfficientNetV2): {progressive['stages']} stages over {progressive['epochs']} epochs, "
+             f"{progressive['min_size']} -> {progressive['final_size']} px; validation and test at the final size."]
+    for st in progressive.get("schedule", []):
+        lines.append(f"  - epochs {st['first_epoch'] + 1}-{st['last_epoch'] + 1}: {st['image_size']} px, RandAugment "
+                     f"`{st['rand_augment']}`, mixup {st['mixup']:.3g}, dropout {st['drop_rate']:.3g}, drop path "
+                     f"{st['drop_path_rate']:.3g}")
+    return lines
+
+
 def _parent_line(parent: Mapping[str, Any]) -> str:
     """Where a fine-tuned model started (model.json `parent`, written by `effzoo train --pretrained`)."""
     origin = f" ({parent['model_name']}" + (f" trained on {parent['dataset']})" if parent.get("dataset") else ")") \
@@ -358,6 +371,7 @@ def render_model_card(meta: Mapping[str, Any], ctx: CardContext | None = None) -
             f"{' (limited to %s)' % recipe['train_limit'] if recipe.get('train_limit') else ''}; {sheet_link}.",
             f"- Augmentation: RandomResizedCrop at {meta.get('train_resolution')} px, RandAugment `{recipe.get('rand_augment')}`, "
             f"mixup {recipe.get('mixup')}, cutmix {recipe.get('cutmix')}, random erasing {recipe.get('random_erasing')}.",
+            *_progressive_lines(meta.get("progressive")),
         ],
         "Quantitative Analyses": _quantitative(meta, ctx) + _tasks(meta),
         "Ethical Considerations": [
