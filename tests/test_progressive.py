@@ -189,4 +189,4 @@ def test_two_process_cpu_ddp_runs_the_schedule(tmp_path):
 def test_every_shipped_config_resolves(path):
     cfg = resolve(load_yaml(path))
     if path.name == "fashion_mnist_progressive.yaml":  # the YAML block form
-        assert (cfg.model, cfg.phi, cfg.progressive, cfg.prog_min_size, cfg.image_size) == ("efficientnetv2", -8, 4, 16, 28)
+        assert (cfg.model, cfg.phi, cfg.progressive, cfg.prog_min_size, cfg.image_size) == ("efficientnetv2", -8, 4, 20, 28)

@@ -26,6 +26,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("benchmark", "inference and training throughput next to timm's model of the same name", "effzoo.cli.benchmark"),
     ("mtl-report", "single-task baselines vs the multi-task model of --tasks, paired by seed: Δ per task and Δm", "effzoo.cli.mtl_report"),
     ("predict", "top-k classes (every head of a multi-task model) for image files, as a table, JSON Lines or CSV", "effzoo.cli.predict"),
+    ("shard", "write a dataset as WebDataset tar shards with their metadata, for --data of every command", "effzoo.cli.shard"),
     ("export", "export a checkpoint to ONNX or TorchScript, checked against eager outputs", "effzoo.cli.export"),
     ("card", "regenerate a checkpoint's model card and factsheet (optionally with a fresh evaluation)", "effzoo.cli.card"),
     ("zoo", "the shipped checkpoints: list, verify sha256s, add a trained run, plot accuracy vs MACs", "effzoo.cli.zoo"),

@@ -14,6 +14,7 @@ from .fashion_mnist import (
 from .idx import read_idx, write_idx
 from .image_folder import IMAGE_FOLDER_BASE_RESOLUTION, ImageFolderSource
 from .modules import ClassificationDataModule, default_num_workers, usable_cores
+from .shards import ShardSource, ShardWriter, is_shard_folder, write_shards
 from .source import DataSource, Splits
 from .splits import stratified_split, stratified_subset
 from .synthetic import SyntheticSource
@@ -41,6 +42,8 @@ __all__ = [
     "IMAGE_FOLDER_BASE_RESOLUTION",
     "ImageFileDataset",
     "ImageFolderSource",
+    "ShardSource",
+    "ShardWriter",
     "Splits",
     "SyntheticSource",
     "create_datamodule",
@@ -50,6 +53,7 @@ __all__ = [
     "download_file",
     "eval_resize_size",
     "eval_transform",
+    "is_shard_folder",
     "list_datasets",
     "load_fashion_mnist_arrays",
     "read_idx",
@@ -58,4 +62,5 @@ __all__ = [
     "train_transform",
     "usable_cores",
     "write_idx",
+    "write_shards",
 ]

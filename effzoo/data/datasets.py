@@ -32,7 +32,9 @@ def image_error(err: BaseException, path: str) -> str:
     return text.strip() or type(err).__name__
 
 
-class _Base(Dataset):
+class LabelledImages(Dataset):
+    """What every split dataset shares: integer `labels`, a `transform`, cheap copies (`with_transform`, `subset`)."""
+
     labels: np.ndarray
     transform: Callable | None
 
@@ -58,7 +60,7 @@ class _Base(Dataset):
         return (self.transform(image) if self.transform is not None else image), label
 
 
-class ArrayImageDataset(_Base):
+class ArrayImageDataset(LabelledImages):
     """uint8 images in an array of shape (N, H, W) (grayscale) or (N, H, W, 3) (RGB).
 
     ``ids`` are the samples' positions in the original array, kept through ``subset`` so that
@@ -99,7 +101,7 @@ class ArrayImageDataset(_Base):
         return self._apply(image, int(self.labels[index]))
 
 
-class ImageFileDataset(_Base):
+class ImageFileDataset(LabelledImages):
     """Image files with integer labels, converted to ``mode`` ('L' or 'RGB') on load.
 
     Unreadable files: with ``on_bad_image="error"`` raise ValueError naming the file; with

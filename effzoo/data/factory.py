@@ -10,6 +10,7 @@ from .digits import DigitsSource
 from .fashion_mnist import FashionMNISTSource
 from .image_folder import ImageFolderSource
 from .modules import ClassificationDataModule
+from .shards import PARTIAL, ShardSource, is_shard_folder
 from .source import DataSource
 from .synthetic import SyntheticSource
 
@@ -53,8 +54,16 @@ def create_source(
     if key == "synthetic":
         return SyntheticSource(seed=seed, val_fraction=val_fraction, **synthetic_kwargs)
 
+    if "://" in str(name):
+        raise ValueError(f"{name}: remote shard folders (s3://, https://) are not read yet; copy the shards to a local "
+                         "disk and give that folder")
     path = Path(name).expanduser()
     if path.is_dir():
+        if is_shard_folder(path):  # written by `effzoo shard`: its own splits, classes and statistics
+            return ShardSource(path)
+        if (path / PARTIAL).is_file():
+            raise ValueError(f"{path} holds shards of an interrupted `effzoo shard` run; run the same command again "
+                             "to finish them (it keeps the finished shards)")
         return ImageFolderSource(path, seed=seed, on_bad_image=on_bad_image)
     if os.sep in str(name) or str(name).startswith((".", "~")):
         raise FileNotFoundError(

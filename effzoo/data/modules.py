@@ -10,6 +10,8 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from ..wording import setting
+from .datasets import report
+from .shard_stream import EpochLoader
 from .source import DataSource, Splits
 from .splits import stratified_subset
 from .transforms import (
@@ -141,6 +143,7 @@ class ClassificationDataModule(pl.LightningDataModule):
         self.train_tf = StageTransform(self._train_compose(self.image_size, rand_augment))
         self.mixup_fn = self._make_mixup(mixup, cutmix, label_smoothing)
         self._splits: Splits | None = None
+        self._train_passes = 0  # streamed train passes begun: the next pass's epoch (`_next_train_pass`)
 
     def _train_compose(self, image_size: int, rand_augment: str | None):
         return train_transform(
@@ -227,10 +230,39 @@ class ClassificationDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        if hasattr(self.source, "train_stream") and self.train_limit is None:
+            return self._stream_loader()
         ds = self._split("train").with_transform(self.train_tf)
         # Full batches only: a trailing batch of one sample breaks BatchNorm in train mode, and
         # timm's Mixup requires an even batch. Keep a single short batch if that is all there is.
         return self._loader(ds, shuffle=True, drop_last=len(ds) >= self.batch_size)
+
+    def _stream_loader(self) -> DataLoader:
+        """A shard folder's train split, streamed (effzoo.data.shard_stream): this rank's slice, whole batches."""
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        size = self.split_sizes()["train"]
+        stream = self.source.train_stream(self.train_tf, self.batch_size, seed=self.seed,
+                                          drop_last=size // world >= self.batch_size)
+        stream.set_distributed(rank, world)
+        readers = world * max(1, self.num_workers)
+        if len(stream.locations) < readers and rank == 0:
+            report(f"{len(stream.locations)} train shards for {readers} readers ({world} process(es) x "
+                   f"{max(1, self.num_workers)} loader worker(s)): readers share shards, each reading past the others' "
+                   "samples; write more, smaller shards (effzoo shard --shard-samples) for sequential reads")
+        return EpochLoader(stream, self._next_train_pass, self.num_workers)
+
+    def _next_train_pass(self) -> int:
+        """The epoch a stream's pass serves: the passes begun so far, a count every checkpoint holds
+        (`state_dict`). Lightning's own epoch counters cannot serve: a resumed run fetches its first batch
+        while its loop still stands in the epoch the checkpoint ended."""
+        epoch, self._train_passes = self._train_passes, self._train_passes + 1
+        return epoch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"train_passes": self._train_passes}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._train_passes = int(state_dict.get("train_passes", 0))
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_dataloader("val", self.eval_image_size)

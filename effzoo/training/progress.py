@@ -31,7 +31,8 @@ LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning_fabric", "lightning.pytorch
 # Lightning warnings that are expected in an effzoo run, not actionable by the user.
 QUIET = (r".*smaller than the logging interval.*", r"Checkpoint directory .* exists and is not empty.*",
          r".*isinstance\(treespec, LeafSpec\).*",
-         r"Found \d+ module\(s\) in eval mode at the start of training.*")  # --freeze keeps them there on purpose
+         r"Found \d+ module\(s\) in eval mode at the start of training.*",  # --freeze keeps them there on purpose
+         r"Your `IterableDataset` has `__len__` defined.*")  # a shard stream gives each worker its own block: exact
 ESTIMATE_BATCHES = 5  # batches timed (after the first, which pays for start-up) before estimating
 ESTIMATE_SECONDS = 10.0  # ... or this long, whichever comes first
 ESTIMATE_ABOVE_S = 180.0  # runs shorter than this need no estimate
@@ -199,7 +200,7 @@ class TrainProgress(Callback):
         now = time.monotonic()
         self._epoch_times.append(now - self._start)
         # into metrics.csv beside the epoch's val top-1: time-to-accuracy curves (benchmarks/fashion_mnist.py)
-        pl_module.log("epoch_seconds", now - self._start, on_step=False, on_epoch=True)
+        pl_module.log("epoch_seconds", now - self._start, on_step=False, on_epoch=True, rank_zero_only=True)
         if self.lines:
             self._epoch_line(trainer, now)
 
