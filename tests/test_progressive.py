@@ -137,8 +137,10 @@ def sizes_seen(monkeypatch):
     return seen
 
 
-def test_a_progressive_run_on_digits_trains_through_the_stages_and_the_card_shows_them(tmp_path, sizes_seen):
-    res = run_training(tiny(tmp_path, "run", data="digits", data_options={}, limit_train_batches=3, limit_val_batches=2))
+@pytest.mark.parametrize("workers", [0, 1])  # a worker copies the transform when Lightning builds the first pass
+def test_a_progressive_run_on_digits_trains_through_the_stages_and_the_card_shows_them(tmp_path, sizes_seen, workers):
+    res = run_training(tiny(tmp_path, "run", data="digits", data_options={}, limit_train_batches=3, limit_val_batches=2,
+                            num_workers=workers))
     assert sorted(set(sizes_seen)) == [(0, 16), (1, 16), (2, 24), (3, 24)]
     meta = json.loads((res.output / "model.json").read_text())
     assert meta["train_resolution"] == 24 and meta["progressive"]["min_size"] == 16
@@ -152,8 +154,9 @@ class Interrupt(RuntimeError):
     pass
 
 
-def test_resume_mid_schedule_continues_at_the_right_stage(tmp_path, sizes_seen, monkeypatch):
-    whole = run_training(tiny(tmp_path, "whole"))
+@pytest.mark.parametrize("workers", [0, 1])
+def test_resume_mid_schedule_continues_at_the_right_stage(tmp_path, sizes_seen, monkeypatch, workers):
+    whole = run_training(tiny(tmp_path, "whole", num_workers=workers))
     sizes_seen.clear()
     start = ProgressiveLearning.on_train_epoch_start
 
@@ -164,10 +167,10 @@ def test_resume_mid_schedule_continues_at_the_right_stage(tmp_path, sizes_seen, 
 
     monkeypatch.setattr(ProgressiveLearning, "on_train_epoch_start", stop_at_epoch_1)
     with pytest.raises(Interrupt):
-        train(tiny(tmp_path, "resumed"))
+        train(tiny(tmp_path, "resumed", num_workers=workers))
     monkeypatch.setattr(ProgressiveLearning, "on_train_epoch_start", start)
     sizes_seen.clear()
-    resumed = run_training({**tiny(tmp_path, "resumed"), "resume": True})
+    resumed = run_training({**tiny(tmp_path, "resumed", num_workers=workers), "resume": True})
     assert sorted(set(sizes_seen)) == [(1, 16), (2, 24), (3, 24)]  # each resumed epoch at its stage's size
     wa, wb = read_state_dict(whole.output / "model.safetensors"), read_state_dict(resumed.output / "model.safetensors")
     for k in wa:

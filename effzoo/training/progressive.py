@@ -6,10 +6,11 @@ regularization value sit at i / (M - 1) of the way from their minimum to the con
 and test stay at the eval size all along, and the last stage trains at the model's own train size, so the
 exported model, FixRes and `test_input_size` see a run that ended as a plain one would.
 
-The stage is a pure function of the epoch (`ProgressiveSchedule.at`), so a resumed run lands in the right
-stage with nothing to restore (the resume rule in run.py). The callback applies it at every epoch's start:
-Lightning creates that epoch's loader workers after `on_train_epoch_start`, so they copy the rebuilt
-transform (training workers are not persistent: see ClassificationDataModule._loader).
+The stage is a pure function of the epoch (`ProgressiveSchedule.at`). The callback applies it at every epoch's
+start: Lightning creates that epoch's loader workers after `on_train_epoch_start`, so they copy the rebuilt
+transform (training workers are not persistent: see ClassificationDataModule._loader). The first pass of a run
+is the exception (created before that hook), so it is prepared in `setup` for the epoch it will serve,
+counted in the callback's checkpointed state (the resume rule in run.py).
 """
 
 from __future__ import annotations
@@ -154,9 +155,25 @@ class ProgressiveLearning(pl.Callback):
         self.announce = announce
         self._built_rates: dict[nn.Module, float] | None = None
         self.current: Stage | None = None
+        self.epochs_begun = 0  # in every checkpoint: the epoch a resumed run's first pass serves
+        self._trainer: pl.Trainer | None = None
+        self._module: pl.LightningModule | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # Lightning builds the first training pass early (configure_optimizers asks for the step count, which sets
+        # up the train loader: its workers copy the transform then, before any epoch hook), so the first pass's
+        # stage is applied here, and again in load_state_dict when a resumed run's checkpoint says which epoch
+        # that pass serves (the one after the checkpoint's).
+        self._trainer, self._module = trainer, pl_module
+        if stage == "fit":
+            self._apply(trainer, pl_module, self.epochs_begun)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        stage = self.schedule.at(trainer.current_epoch)
+        self._apply(trainer, pl_module, trainer.current_epoch)
+        self.epochs_begun = trainer.current_epoch + 1
+
+    def _apply(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> None:
+        stage = self.schedule.at(epoch)
         if stage == self.current:
             return
         trainer.datamodule.set_train_stage(stage.image_size, stage.rand_augment, stage.mixup)
@@ -179,5 +196,14 @@ class ProgressiveLearning(pl.Callback):
                 module.drop_prob = built * stage.drop_path_rate / final_path if final_path > 0 else built
 
     def state_dict(self) -> dict[str, Any]:
-        # Recorded, not needed: the stage is recomputed from the epoch on resume.
-        return {"schedule": self.schedule.to_dict()}
+        return {"schedule": self.schedule.to_dict(), "epochs_begun": self.epochs_begun}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.epochs_begun = int(state_dict.get("epochs_begun", 0))
+        if self._trainer is not None:
+            self._apply(self._trainer, self._module, self.epochs_begun)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()  # DDP spawn pickles callbacks: not the trainer, nor the module's copy here
+        state["_trainer"] = state["_module"] = None
+        return state
