@@ -34,8 +34,7 @@ from PIL import Image
 from ..artifacts.atomic import atomic_write
 from ..wording import setting
 from .datasets import ArrayImageDataset, ImageFileDataset, LabelledImages
-from .images import READ_ERRORS, load_image, to_model_mode
-from .shard_stream import ShardStream
+from .shard_stream import IMAGE_MEMBERS, ShardStream, decode
 from .source import DataSource, Splits
 
 SHARD_META = "effzoo-shards.json"
@@ -43,7 +42,6 @@ PARTIAL = ".effzoo-shards.partial.json"
 FORMAT = "effzoo-shards/1"
 ENCODINGS = ("keep", "png", "raw")  # keep: a folder's file bytes as they are (PNG for in-memory data)
 SPLIT_NAMES = ("train", "val", "test")
-IMAGE_MEMBERS = ("png", "jpg", "jpeg", "webp", "bmp", "npy")
 
 
 def is_shard_folder(path: str | os.PathLike) -> bool:
@@ -265,14 +263,7 @@ class ShardDataset(LabelledImages):
         return os.pread(fd, int(self.size[index]), int(self.offset[index]))
 
     def load(self, index: int) -> Image.Image:
-        data = self.read_bytes(index)
-        try:
-            if self.ext[index] == "npy":
-                return to_model_mode(Image.fromarray(np.load(io.BytesIO(data), allow_pickle=False)), self.in_chans, copy=False)
-            return load_image(io.BytesIO(data), self.in_chans)
-        except READ_ERRORS as e:
-            raise ValueError(f"shard {self.files[int(self.shard[index])]}: sample {index} cannot be decoded ({e}); "
-                             "write the shards again") from None
+        return decode(self.ext[index], self.read_bytes(index), self.in_chans, self.files[int(self.shard[index])])
 
     def __getitem__(self, index: int):
         return self._apply(self.load(index), int(self.labels[index]))
