@@ -148,11 +148,6 @@ def test_writing_over_shards_is_refused(digit_shards):
         write_shards(create_source("digits"), digit_shards)
 
 
-def test_remote_shards_say_what_to_do():
-    with pytest.raises(ValueError, match="remote shard folders .* copy the shards to a local disk"):
-        create_source("s3://bucket/shards")
-
-
 def test_train_and_evaluate_from_shards(tmp_path, digit_shards, capsys):
     res = run_training(dict(model="efficientnet", phi=-4, data=str(digit_shards), epochs=1, num_workers=1,
                             limit_train_batches=4, limit_val_batches=2, accelerator="cpu", devices=1, progress_bar=False,

@@ -24,7 +24,7 @@ def data_option(text: str) -> tuple[str, Any]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="an `effzoo train` output folder, model.safetensors, a Lightning .ckpt, or a shipped zoo name (`effzoo zoo list`)")
-    p.add_argument("--data", help="digits, fashion-mnist, synthetic or an image folder "
+    p.add_argument("--data", help="digits, fashion-mnist, synthetic, an image folder or a shard folder (path or URL) "
                                   "(default: the dataset the checkpoint was trained on, with that run's splits)")
     p.add_argument("--data-dir", help="where the data's files are (fashion-mnist)")
     p.add_argument("--data-option", action="append", type=data_option, default=[], metavar="KEY=VALUE",

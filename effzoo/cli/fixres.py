@@ -11,7 +11,7 @@ from ..training.config import ADAPT_CHOICES
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True,
                    help="an `effzoo train` output folder, model.safetensors, a Lightning .ckpt, or a shipped zoo name")
-    p.add_argument("--data", help="digits, fashion-mnist, synthetic or an image folder (default: the training data "
+    p.add_argument("--data", help="digits, fashion-mnist, synthetic, an image folder or a shard folder (default: the training data "
                                   "recorded in the checkpoint)")
     p.add_argument("--data-dir", help="where the data's files are (fashion-mnist)")
     res = p.add_mutually_exclusive_group()

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="efficientnet", help="family to scale: efficientnet, resnet, mobilenetv2, or a named base")
-    p.add_argument("--data", default="digits", help="digits, fashion-mnist, synthetic or an image folder")
+    p.add_argument("--data", default="digits", help="digits, fashion-mnist, synthetic, an image folder or a shard folder (path or URL)")
     p.add_argument("--data-dir")
     p.add_argument("--config", help="YAML training recipe for every candidate (as `effzoo train --config`)")
     p.add_argument("--grid-step", type=float, default=0.05)

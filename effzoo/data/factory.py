@@ -9,6 +9,7 @@ from typing import Any
 from .digits import DigitsSource
 from .fashion_mnist import FashionMNISTSource
 from .image_folder import ImageFolderSource
+from .locations import is_remote
 from .modules import ClassificationDataModule
 from .shards import PARTIAL, ShardSource, is_shard_folder
 from .source import DataSource
@@ -54,9 +55,8 @@ def create_source(
     if key == "synthetic":
         return SyntheticSource(seed=seed, val_fraction=val_fraction, **synthetic_kwargs)
 
-    if "://" in str(name):
-        raise ValueError(f"{name}: remote shard folders (s3://, https://) are not read yet; copy the shards to a local "
-                         "disk and give that folder")
+    if is_remote(name):  # only shard folders are read from a URL (effzoo.data.locations)
+        return ShardSource(str(name))
     path = Path(name).expanduser()
     if path.is_dir():
         if is_shard_folder(path):  # written by `effzoo shard`: its own splits, classes and statistics

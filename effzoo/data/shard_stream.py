@@ -11,13 +11,12 @@ Each epoch (`set_epoch`, from the trainer's epoch: resume lands on the same orde
      segment), through a shuffle buffer drawn from (seed, epoch, rank, worker), and yields whole batches.
 Shuffling is thus by shard and by buffer, as WebDataset's readers do, while the split across ranks and workers
 is by sample, so uneven shard counts cost nothing. A shard that ends before its recorded count is named.
-Remote locations (`s3://`, `https://`, `pipe:`) are opened by webdataset's `gopen`, its own reader.
+Remote locations (`https://`, `s3://`, ...) are opened by webdataset's `gopen` (effzoo.data.locations).
 """
 
 from __future__ import annotations
 
 import io
-import tarfile
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -25,26 +24,18 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
 
 from .images import READ_ERRORS, load_image, to_model_mode
+from .locations import open_location
+from .tars import TarError, iter_members
 
 IMAGE_MEMBERS = ("png", "jpg", "jpeg", "webp", "bmp", "npy")
 
 
-def open_location(location: str):
-    """A readable binary stream: a local file, or (`scheme://`, `pipe:`) webdataset's `gopen`."""
-    if "://" in location or location.startswith("pipe:"):
-        try:
-            from webdataset.gopen import gopen  # deferred: only remote locations need it
-        except ImportError:
-            raise ImportError(f"reading {location} needs the webdataset package: pip install webdataset") from None
-        return gopen(location, "rb")
-    return open(location, "rb")
-
-
 def read_samples(location: str, start: int, stop: int, expected: int) -> Iterator[tuple[str, bytes, int]]:
-    """(image extension, image bytes, label) of samples start..stop-1 of one shard, read sequentially."""
+    """(image extension, image bytes, label) of samples start..stop-1 of one shard, read sequentially (the
+    samples before `start` are skipped over, not read, where the file can seek)."""
     try:
         yield from _read_tar(location, start, stop)
-    except (tarfile.TarError, OSError, EOFError, ValueError) as e:
+    except (TarError, OSError, ValueError) as e:
         raise ValueError(f"shard {location} cannot be read ({e}): it is missing, truncated or damaged; copy it "
                          "again or write the shards again") from None
     except _EndedEarly as e:
@@ -60,8 +51,12 @@ class _EndedEarly(Exception):
 
 def _read_tar(location: str, start: int, stop: int) -> Iterator[tuple[str, bytes, int]]:
     n, key, image, label = 0, None, None, None  # n: samples (keys) complete before the current one
-    with open_location(location) as f, tarfile.open(fileobj=f, mode="r|") as tar:
-        for member in tar:
+
+    def wanted(name: str) -> bool:  # the data of the samples before the segment is skipped, never read
+        return n + (key is not None and name.rpartition(".")[0] != key) >= start
+
+    with open_location(location) as f:
+        for member in iter_members(f, wanted):
             name, _, ext = member.name.rpartition(".")
             if name != key:
                 n += key is not None
@@ -69,11 +64,11 @@ def _read_tar(location: str, start: int, stop: int) -> Iterator[tuple[str, bytes
                     return
                 key, image, label = name, None, None
             if n < start:
-                continue  # read past by the stream, never decoded
+                continue
             if ext == "cls":
-                label = int(tar.extractfile(member).read())
+                label = int(member.data)
             elif ext in IMAGE_MEMBERS:
-                image = (ext, tar.extractfile(member).read())
+                image = (ext, member.data)
             if image is not None and label is not None:
                 yield image[0], image[1], label
                 image = label = None

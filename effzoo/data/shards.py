@@ -16,7 +16,9 @@ shard` leaves no folder that reads as complete, and running it again keeps the s
 Training streams the train split (`ShardSource.train_stream`, effzoo.data.shard_stream): sequential reads,
 shuffled by shard and buffer, split across ranks and workers by sample. Evaluation, a `--train-limit`
 subset and multi-task labels read by random access instead: the tar headers give each member's offset (one
-pass over the headers, no image decoded), so a split is also a map-style dataset like any other.
+pass over the headers, no image decoded), so a split is also a map-style dataset like any other. A shard
+folder given as a URL (effzoo.data.locations) streams its train split from there, and its evaluation splits
+are fetched into the local cache first.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from PIL import Image
 from ..artifacts.atomic import atomic_write
 from ..wording import setting
 from .datasets import ArrayImageDataset, ImageFileDataset, LabelledImages
+from .locations import fetch, is_remote, join, read_text
 from .shard_stream import IMAGE_MEMBERS, ShardStream, decode
+from .tars import TarError, iter_members
 from .source import DataSource, Splits
 
 SHARD_META = "effzoo-shards.json"
@@ -168,13 +172,15 @@ def _write_json(path: Path, value: Any) -> Path:
 # -- reading ------------------------------------------------------------------------------------------------
 def read_metadata(folder: str | os.PathLike) -> dict[str, Any]:
     """The folder's `effzoo-shards.json`, checked: the format, the fields every reader needs, every shard there
-    with the size it was written with."""
-    folder = Path(folder)
-    path = folder / SHARD_META
+    with the size it was written with (sizes of remote shards are checked as they are fetched or streamed)."""
+    path = join(folder, SHARD_META)
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(read_text(path) if is_remote(folder) else Path(path).read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON ({e}); write the shards again with `effzoo shard`") from None
+    except OSError as e:
+        raise FileNotFoundError(f"{path} cannot be read ({e}); a remote --data must be a folder written by "
+                                "`effzoo shard` (its effzoo-shards.json beside the tar files)") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not an effzoo shard index (format {meta.get('format') if isinstance(meta, dict) else None!r}, "
                          f"expected {FORMAT!r}); write the shards with `effzoo shard`")
@@ -185,8 +191,9 @@ def read_metadata(folder: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{path}: mean/std have {len(meta['mean'])}/{len(meta['std'])} values for {meta['in_chans']} "
                          "channels; the shards' metadata disagree with each other: write them again")
     for split, record in meta["splits"].items():
-        for shard in record["shards"]:
-            _check_shard_file(folder / shard["file"], shard)
+        if not is_remote(folder):
+            for shard in record["shards"]:
+                _check_shard_file(Path(folder) / shard["file"], shard)
         if sum(s["count"] for s in record["shards"]) != record["count"]:
             raise ValueError(f"{path}: the {split} shards hold {sum(s['count'] for s in record['shards'])} samples, "
                              f"the split {record['count']}; write the shards again")
@@ -207,14 +214,14 @@ def index_shard(path: Path) -> Iterator[tuple[str, int, int, int]]:
     images: dict[str, tuple[str, int, int]] = {}
     labels: dict[str, int] = {}
     try:
-        with tarfile.open(path, mode="r:") as tar:
-            for member in tar:
+        with open(path, "rb") as f:
+            for member in iter_members(f, want=lambda name: name.endswith(".cls")):
                 key, _, ext = member.name.rpartition(".")
                 if ext == "cls":
-                    labels[key] = int(tar.extractfile(member).read())
+                    labels[key] = int(member.data)
                 elif ext in IMAGE_MEMBERS:
-                    images[key] = (ext, member.offset_data, member.size)
-    except (tarfile.TarError, ValueError, OSError) as e:
+                    images[key] = (ext, member.offset, member.size)
+    except (TarError, ValueError, OSError) as e:
         raise ValueError(f"shard {path} cannot be read ({e}); it is truncated or not a tar file: write it again") from None
     unlabelled = sorted(set(images) - set(labels))
     if unlabelled or len(images) != len(labels):
@@ -228,14 +235,14 @@ class ShardDataset(LabelledImages):
     """The samples of one split's shards, by random access into the tar files (offsets from `index_shard`).
     Files are opened lazily, once per shard and process (a spawned loader worker opens its own)."""
 
-    def __init__(self, folder: Path, shards: list[dict[str, Any]], in_chans: int, transform: Callable | None = None):
-        rows = [(i, *entry) for i, s in enumerate(shards) for entry in index_shard(folder / s["file"])]
-        per_shard = np.bincount([r[0] for r in rows], minlength=len(shards))
-        for s, found in zip(shards, per_shard):
-            if found != s["count"]:
-                raise ValueError(f"shard {folder / s['file']} holds {found} samples, {SHARD_META} says {s['count']}; "
+    def __init__(self, files: list[Path], counts: list[int], in_chans: int, transform: Callable | None = None):
+        rows = [(i, *entry) for i, file in enumerate(files) for entry in index_shard(file)]
+        per_shard = np.bincount([r[0] for r in rows], minlength=len(files))
+        for file, count, found in zip(files, counts, per_shard):
+            if found != count:
+                raise ValueError(f"shard {file} holds {found} samples, {SHARD_META} says {count}; "
                                  "write the shards again")
-        self.files = [str(folder / s["file"]) for s in shards]
+        self.files = [str(f) for f in files]
         self.shard = np.array([r[0] for r in rows], dtype=np.int32)
         self.ext = np.array([r[1] for r in rows], dtype=object)
         self.offset = np.array([r[2] for r in rows], dtype=np.int64)
@@ -269,14 +276,34 @@ class ShardDataset(LabelledImages):
         return self._apply(self.load(index), int(self.labels[index]))
 
 
+class StreamedSplit:
+    """The train split of remote shards while it is streamed: its size, and nothing to index (reading its labels
+    or a sample by index would fetch every train shard, so what needs them says so instead)."""
+
+    def __init__(self, location: str, count: int) -> None:
+        self.location, self.count = location, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError(f"{self.location}: the train split of remote shards is only streamed, it cannot be indexed "
+                         "(--train-limit and int8 calibration need that); copy the shards to a local "
+                         "or shared disk and give that folder")
+
+    labels = property(_refuse)
+    subset = with_transform = load = __getitem__ = _refuse
+
+
 class ShardSource(DataSource):
-    """A shard folder as a data source: metadata from `effzoo-shards.json`, splits as `ShardDataset`s."""
+    """A shard folder (local, or a remote URL prefix: effzoo.data.locations) as a data source: metadata from
+    `effzoo-shards.json`, splits as `ShardDataset`s (a remote split fetched into the cache first)."""
 
     def __init__(self, root: str | os.PathLike) -> None:
-        self.root = Path(root).expanduser()
+        self.root = str(root) if is_remote(root) else Path(root).expanduser()
         meta = read_metadata(self.root)
         self.meta = meta
-        self.name = str(meta.get("dataset") or self.root.name)
+        self.name = str(meta.get("dataset") or str(self.root).rstrip("/").rsplit("/", 1)[-1])
         self.class_names = list(meta["class_names"])
         self.num_classes = len(self.class_names)
         self.in_chans = int(meta["in_chans"])
@@ -286,14 +313,26 @@ class ShardSource(DataSource):
         self.rrc_scale = tuple(meta.get("rrc_scale", (0.08, 1.0)))
         self.has_test = "test" in meta["splits"]
 
+    @property
+    def remote(self) -> bool:
+        return is_remote(self.root)
+
     def train_stream(self, transform: Callable | None, batch_size: int, *, seed: int, drop_last: bool = True) -> ShardStream:
         """The train split as a stream (effzoo.data.shard_stream): sequential reads, split by rank and worker."""
         shards = self.meta["splits"]["train"]["shards"]
-        return ShardStream([str(self.root / s["file"]) for s in shards], [s["count"] for s in shards],
+        return ShardStream([join(self.root, s["file"]) for s in shards], [s["count"] for s in shards],
                            in_chans=self.in_chans, batch_size=batch_size, transform=transform, shuffle=True,
                            seed=seed, drop_last=drop_last)
 
+    def split(self, name: str) -> ShardDataset:
+        """One split by random access; a remote one is fetched into the cache first (once)."""
+        shards = self.meta["splits"][name]["shards"]
+        files = [fetch(join(self.root, s["file"]), s["bytes"]) if self.remote else self.root / s["file"] for s in shards]
+        return ShardDataset(files, [s["count"] for s in shards], self.in_chans)
+
     def load(self) -> Splits:
-        loaded = {split: ShardDataset(self.root, record["shards"], self.in_chans)
-                  for split, record in self.meta["splits"].items() if split in SPLIT_NAMES}
-        return Splits(train=loaded["train"], val=loaded["val"], test=loaded.get("test"))
+        """Every split by random access, but a remote train split: that one is only streamed (`StreamedSplit`),
+        never fetched whole."""
+        splits = self.meta["splits"]
+        train = StreamedSplit(str(self.root), splits["train"]["count"]) if self.remote else self.split("train")
+        return Splits(train=train, val=self.split("val"), test=self.split("test") if "test" in splits else None)

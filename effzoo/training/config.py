@@ -60,7 +60,8 @@ class TrainConfig:
     layer_decay: float | None = option(None, "layer-wise lr decay: each stage below the classifier trains at this factor times the rate of the one above (timm's param_groups_layer_decay, per stage)", "float", shown_default="off")
     grad_checkpointing: bool = option(False, "recompute block activations in backward instead of storing them (less memory, about one extra forward pass)")
     # -- data ----------------------------------------------------------------------------------
-    data: str = option("digits", "digits, fashion-mnist, synthetic, or a folder with train/ and val/")
+    data: str = option("digits", "digits, fashion-mnist, synthetic, a folder with train/ and val/, or a shard folder "
+                                 "(effzoo shard; a path or a URL)")
     data_dir: str | None = option(None, "where the dataset files are (fashion-mnist IDX files)", "str", shown_default="/usr/share/datasets/fashion-mnist, else downloaded")
     data_options: dict = option({}, "extra dataset options (synthetic: num_classes, in_chans, size, num_samples)", "dict")
     image_size: int | None = option(None, "train resolution", "int", shown_default="the data's base resolution x the model's gamma^phi")

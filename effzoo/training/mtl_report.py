@@ -25,8 +25,10 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..data import ShardSource, create_source
+from ..data.labels_csv import encode_label_tables
 from ..mtl.report import TransferReport, transfer_report, write_json
-from ..tasks import TASK_METRICS, TaskSpec
+from ..tasks import TASK_METRICS, TaskSpec, validate_tasks
 from ..wording import setting
 from .config import TrainConfig
 from .run import run_training
@@ -58,6 +60,25 @@ def metric_of(metrics: dict[str, Any], split: str, task: TaskSpec, where: str) -
         raise ValueError(f"{where}: no {key} in its metrics (has {sorted(metrics)}); "
                          f"with {setting('metric', 'test')} the data needs a test split")
     return float(metrics[key])
+
+
+def check_tasks_against_data(cfg: TrainConfig) -> None:
+    """Refuse, before any run trains, a task whose labels the data lacks (each run would check only its own tasks,
+    so a missing column surfaced only after the baselines before it had trained)."""
+    source = create_source(cfg.data, data_dir=cfg.data_dir, seed=cfg.seed, val_fraction=cfg.val_fraction,
+                           on_bad_image=cfg.on_bad_image, **cfg.data_options)
+    tasks, columns = list(cfg.tasks or ()), ()
+    if source.label_tables:
+        csv_labels = encode_label_tables(source.label_tables, tasks, has_classes=source.num_classes > 0)
+        tasks, columns = csv_labels.tasks, csv_labels.columns
+    try:
+        validate_tasks(tasks, num_classes=source.num_classes, extra_sources=columns)
+    except ValueError as e:
+        if isinstance(source, ShardSource):  # the shard writer refuses labels.csv columns
+            raise ValueError(f"{e}; {cfg.data} is a shard folder, which holds only the class label: give tasks whose "
+                             "labels come from it (label, rotation, random@SEED), or run on the image folder with "
+                             "the labels.csv itself") from None
+        raise
 
 
 def _cosine_summary(cosines: Sequence[dict[str, float]]) -> dict[str, dict[str, Any]]:
@@ -94,6 +115,7 @@ def mtl_report(cfg: TrainConfig, seeds: Sequence[int], metric: str = "test", noi
         baselined = [t for t in baselined if t.name in baselines]
     if specs[0] not in baselined:
         raise ValueError(f"the main task {specs[0].name!r} needs a real label source for its baseline")
+    check_tasks_against_data(cfg)
     stl: dict[str, list[float]] = {t.name: [] for t in baselined}
     mtl: dict[str, list[float]] = {t.name: [] for t in specs}
     cosines: list[dict[str, float]] = []
