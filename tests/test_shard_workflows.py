@@ -116,5 +116,6 @@ def test_mtl_report_refuses_a_labels_csv_task_on_shards_before_training(shards, 
                             "--output", str(out)]) == 2
     err = capsys.readouterr().err
     assert "labels 'age_years' are missing from the data" in err
-    assert "shard folder, which holds only the class label" in err and "labels.csv" in err  # why, and what to do
+    assert "shard folder written without labels.csv columns, so it holds only the class label" in err  # why
+    assert "shard the image folder with its labels.csv again" in err  # and what to do
     assert not out.exists()  # refused up front: no baseline trained first

@@ -20,10 +20,14 @@ from effzoo.data import (ArrayImageDataset, ClassificationDataModule, DataSource
                          is_shard_folder, write_shards)
 from effzoo.data import shard_stream
 from effzoo.data.fashion_mnist import find_files
+from effzoo.data.labels_csv import encode_label_tables
 from effzoo.data.shards import PARTIAL, SHARD_META, ShardWriter
+from effzoo.tasks import parse_tasks
 from effzoo.training.run import run_training
+from test_labels_csv import write_split
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
+LABEL_TASKS = "species:cls:3,age:reg:1:0.5:age_years,tags:multilabel:3:0.5"
 
 
 def pixels(ds, i: int) -> np.ndarray:
@@ -74,6 +78,33 @@ def test_folder_round_trip_keeps_the_file_bytes(tmp_path):
     with tarfile.open(tmp_path / "shards" / "train-000000.tar") as tar:  # WebDataset's layout: key.ext members
         names = tar.getnames()
     assert names[:2] == ["000000000.jpg", "000000000.cls"]
+
+
+def test_labels_csv_columns_travel_with_the_shards_and_train_every_task(tmp_path):
+    for split, n, seed in (("train", 24, 0), ("val", 9, 1), ("test", 9, 2)):
+        write_split(tmp_path / "pets" / split, n, seed=seed)
+    folder = create_source(str(tmp_path / "pets"))
+    write_shards(folder, tmp_path / "shards", encode="png", shard_samples=10)
+    shards = create_source(str(tmp_path / "shards"))
+    tasks = parse_tasks(LABEL_TASKS)
+    want, got = encode_label_tables(folder.label_tables, tasks, False), encode_label_tables(shards.label_tables, tasks, False)
+    assert [t.to_dict() for t in got.tasks] == [t.to_dict() for t in want.tasks]  # class names from the same cells
+    a, b = folder.load(), shards.load()
+    for split in ("train", "val", "test"):
+        da, db = getattr(a, split), getattr(b, split)
+        assert db.paths[0] == f"{split}/000000000" and len(db) == len(da)
+        wa, wb = want.lookup(split, da.paths), got.lookup(split, db.paths)
+        for task in wa:  # NaN (a missing regression label) compared as missing on both sides
+            assert torch.equal(torch.nan_to_num(wa[task], -7.0), torch.nan_to_num(wb[task], -7.0)), (split, task)
+    res = run_training(dict(model="mobilenetv2_035", small_input=True, data=str(tmp_path / "shards"), image_size=16,
+                            batch_size=8, num_workers=0, epochs=1, lr=0.01, sched="constant", warmup_epochs=0,
+                            accelerator="cpu", devices=1, progress_bar=False, output=str(tmp_path / "run"),
+                            tasks=LABEL_TASKS, rand_augment=None, limit_train_batches=3))
+    metrics = json.loads((res.output / "metrics.json").read_text())
+    assert all(np.isfinite(metrics[f"test_{k}"]) for k in ("species_top1", "age_mae", "tags_map")), metrics
+    (tmp_path / "shards" / "val-labels.csv").write_text("file,species\n")
+    with pytest.raises(ValueError, match=r"shard .*val-labels.csv is \d+ bytes, effzoo-shards.json says"):
+        create_source(str(tmp_path / "shards"))
 
 
 @pytest.mark.skipif(find_files(FMNIST) is None, reason="needs the dataset-fashion-mnist Debian package")

@@ -100,3 +100,16 @@ def test_s3_goes_through_the_aws_cli_as_webdataset_documents(monkeypatch):
     locations.open_location("s3://bucket/shards/train-000000.tar").close()
     locations.open_location("https://host/shards/train-000000.tar").close()
     assert opened == ["pipe:aws s3 cp s3://bucket/shards/train-000000.tar -", "https://host/shards/train-000000.tar"]
+
+
+def test_labels_csv_columns_of_remote_shards_are_fetched_with_their_split_counts(tmp_path, cache):
+    from test_labels_csv import write_split
+
+    for split, n in (("train", 12), ("val", 6)):
+        write_split(tmp_path / "pets" / split, n)
+    write_shards(create_source(str(tmp_path / "pets")), tmp_path / "shards", shard_samples=5)
+    local, remote = create_source(str(tmp_path / "shards")), create_source((tmp_path / "shards").as_uri())
+    assert set(remote.label_tables) == {"train", "val"}
+    for split in ("train", "val"):
+        assert remote.label_tables[split].rows == local.label_tables[split].rows
+        assert remote.label_tables[split].file.is_relative_to(cache)

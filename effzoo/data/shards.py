@@ -9,6 +9,9 @@ and `<key>.cls`, the class index as text. That is WebDataset's convention, so ti
 class names, channels, base resolution, normalization, per-split sample counts, and each shard's count
 and byte size, so a truncated or foreign shard is named before training starts.
 
+An image folder's labels.csv columns (multi-task labels) go beside the tars as `<split>-labels.csv`, one
+row per sample key (effzoo.data.shard_labels).
+
 Writes are atomic per shard (temp file, fsync, rename) and the metadata comes last: a killed `effzoo
 shard` leaves no folder that reads as complete, and running it again keeps the shards it finished
 (recorded in `.effzoo-shards.partial.json`, with the settings they were written with).
@@ -37,6 +40,7 @@ from ..artifacts.atomic import atomic_write
 from ..wording import setting
 from .datasets import ArrayImageDataset, ImageFileDataset, LabelledImages
 from .locations import fetch, is_remote, join, read_text
+from .shard_labels import read_split_labels, sample_key, sample_path, write_split_labels
 from .shard_stream import IMAGE_MEMBERS, ShardStream, decode
 from .tars import TarError, iter_members
 from .source import DataSource, Splits
@@ -78,7 +82,7 @@ def write_shard(path: Path, dataset: LabelledImages, indices: range, encode: str
             with tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
                 for i in indices:
                     ext, data, label = encode_sample(dataset, i, encode)
-                    key = f"{i:09d}"
+                    key = sample_key(i)
                     _add(tar, f"{key}.{ext}", data)
                     _add(tar, f"{key}.cls", str(label).encode())
             f.flush()
@@ -104,9 +108,6 @@ class ShardWriter:
             raise ValueError(f"{setting('encode')} must be one of {', '.join(ENCODINGS)}, got {encode!r}")
         if isinstance(shard_samples, bool) or not isinstance(shard_samples, int) or shard_samples < 1:
             raise ValueError(f"{setting('shard_samples')} must be an integer >= 1, got {shard_samples!r}")
-        if source.label_tables:
-            raise ValueError(f"{source.name}: labels.csv columns are not written to shards yet; shard a folder "
-                             "labelled by its class subfolders, or train on the folder itself")
         self.source, self.output, self.encode = source, Path(output), encode
         if is_shard_folder(self.output):
             raise ValueError(f"{self.output} already holds shards ({SHARD_META}); remove it or choose another output")
@@ -142,6 +143,9 @@ class ShardWriter:
                 "in_chans": src.in_chans, "base_resolution": src.base_resolution, "mean": list(src.mean),
                 "std": list(src.std), "hflip": src.hflip, "rrc_scale": list(src.rrc_scale), "encode": self.encode,
                 "splits": {s: {"count": len(self.splits[s]), "shards": r} for s, r in self.records.items()}}
+        if src.label_tables:  # labels.csv columns, beside the tars (effzoo.data.shard_labels)
+            meta["label_tables"] = {s: write_split_labels(self.output, s, src.label_tables[s], self.splits[s].paths)
+                                    for s in self.splits}
         path = _write_json(self.output / SHARD_META, meta)
         (self.output / PARTIAL).unlink(missing_ok=True)
         return path
@@ -194,6 +198,8 @@ def read_metadata(folder: str | os.PathLike) -> dict[str, Any]:
         if not is_remote(folder):
             for shard in record["shards"]:
                 _check_shard_file(Path(folder) / shard["file"], shard)
+            if split in meta.get("label_tables", {}):
+                _check_shard_file(Path(folder) / meta["label_tables"][split]["file"], meta["label_tables"][split])
         if sum(s["count"] for s in record["shards"]) != record["count"]:
             raise ValueError(f"{path}: the {split} shards hold {sum(s['count'] for s in record['shards'])} samples, "
                              f"the split {record['count']}; write the shards again")
@@ -209,8 +215,8 @@ def _check_shard_file(path: Path, record: dict[str, Any]) -> None:
                          "replaced; copy it again from where the shards were written, or write them again")
 
 
-def index_shard(path: Path) -> Iterator[tuple[str, int, int, int]]:
-    """(member extension, data offset, size, label) per sample, from the tar headers alone."""
+def index_shard(path: Path) -> Iterator[tuple[str, str, int, int, int]]:
+    """(key, member extension, data offset, size, label) per sample in key order, from the tar headers alone."""
     images: dict[str, tuple[str, int, int]] = {}
     labels: dict[str, int] = {}
     try:
@@ -228,14 +234,15 @@ def index_shard(path: Path) -> Iterator[tuple[str, int, int, int]]:
         raise ValueError(f"shard {path}: {len(images)} images and {len(labels)} labels (first unmatched key: "
                          f"{(unlabelled or sorted(set(labels) - set(images)))[0]}); write it again")
     for key in sorted(images):
-        yield (*images[key], labels[key])
+        yield (key, *images[key], labels[key])
 
 
 class ShardDataset(LabelledImages):
     """The samples of one split's shards, by random access into the tar files (offsets from `index_shard`).
     Files are opened lazily, once per shard and process (a spawned loader worker opens its own)."""
 
-    def __init__(self, files: list[Path], counts: list[int], in_chans: int, transform: Callable | None = None):
+    def __init__(self, files: list[Path], counts: list[int], in_chans: int, split: str = "train",
+                 transform: Callable | None = None):
         rows = [(i, *entry) for i, file in enumerate(files) for entry in index_shard(file)]
         per_shard = np.bincount([r[0] for r in rows], minlength=len(files))
         for file, count, found in zip(files, counts, per_shard):
@@ -244,16 +251,17 @@ class ShardDataset(LabelledImages):
                                  "write the shards again")
         self.files = [str(f) for f in files]
         self.shard = np.array([r[0] for r in rows], dtype=np.int32)
-        self.ext = np.array([r[1] for r in rows], dtype=object)
-        self.offset = np.array([r[2] for r in rows], dtype=np.int64)
-        self.size = np.array([r[3] for r in rows], dtype=np.int64)
-        self.labels = np.array([r[4] for r in rows], dtype=np.int64)
+        self.paths = np.array([sample_path(split, r[1]) for r in rows], dtype=object)  # what labels.csv rows name
+        self.ext = np.array([r[2] for r in rows], dtype=object)
+        self.offset = np.array([r[3] for r in rows], dtype=np.int64)
+        self.size = np.array([r[4] for r in rows], dtype=np.int64)
+        self.labels = np.array([r[5] for r in rows], dtype=np.int64)
         self.in_chans = in_chans
         self.transform = transform
         self._handles: dict[int, int] = {}  # shard -> file descriptor
 
     def _select(self, indices: np.ndarray) -> None:
-        for name in ("shard", "ext", "offset", "size", "labels"):
+        for name in ("shard", "paths", "ext", "offset", "size", "labels"):
             setattr(self, name, getattr(self, name)[indices])
 
     def __getstate__(self) -> dict[str, Any]:
@@ -288,7 +296,7 @@ class StreamedSplit:
 
     def _refuse(self, *args: Any, **kwargs: Any) -> Any:
         raise ValueError(f"{self.location}: the train split of remote shards is only streamed, it cannot be indexed "
-                         "(--train-limit and int8 calibration need that); copy the shards to a local "
+                         "(--train-limit, --tasks and int8 calibration read it by index); copy the shards to a local "
                          "or shared disk and give that folder")
 
     labels = property(_refuse)
@@ -312,6 +320,12 @@ class ShardSource(DataSource):
         self.hflip = bool(meta.get("hflip", True))
         self.rrc_scale = tuple(meta.get("rrc_scale", (0.08, 1.0)))
         self.has_test = "test" in meta["splits"]
+        self.label_tables = {split: read_split_labels(self._local(record), split, meta["splits"][split]["count"])
+                             for split, record in meta.get("label_tables", {}).items()}
+
+    def _local(self, record: dict[str, Any]) -> Path:
+        """A file of the folder on this machine (a remote one fetched into the cache)."""
+        return fetch(join(self.root, record["file"]), record["bytes"]) if self.remote else self.root / record["file"]
 
     @property
     def remote(self) -> bool:
@@ -327,8 +341,7 @@ class ShardSource(DataSource):
     def split(self, name: str) -> ShardDataset:
         """One split by random access; a remote one is fetched into the cache first (once)."""
         shards = self.meta["splits"][name]["shards"]
-        files = [fetch(join(self.root, s["file"]), s["bytes"]) if self.remote else self.root / s["file"] for s in shards]
-        return ShardDataset(files, [s["count"] for s in shards], self.in_chans)
+        return ShardDataset([self._local(s) for s in shards], [s["count"] for s in shards], self.in_chans, name)
 
     def load(self) -> Splits:
         """Every split by random access, but a remote train split: that one is only streamed (`StreamedSplit`),

@@ -74,10 +74,10 @@ def check_tasks_against_data(cfg: TrainConfig) -> None:
     try:
         validate_tasks(tasks, num_classes=source.num_classes, extra_sources=columns)
     except ValueError as e:
-        if isinstance(source, ShardSource):  # the shard writer refuses labels.csv columns
-            raise ValueError(f"{e}; {cfg.data} is a shard folder, which holds only the class label: give tasks whose "
-                             "labels come from it (label, rotation, random@SEED), or run on the image folder with "
-                             "the labels.csv itself") from None
+        if isinstance(source, ShardSource) and not source.label_tables:
+            raise ValueError(f"{e}; {cfg.data} is a shard folder written without labels.csv columns, so it holds only "
+                             "the class label: give tasks whose labels come from it (label, rotation, random@SEED), "
+                             "or shard the image folder with its labels.csv again") from None
         raise
 
 

@@ -262,7 +262,7 @@ def build(cfg: TrainConfig) -> tuple[TrainConfig, pl.LightningDataModule, pl.Lig
         check_weighting_fits_devices(cfg)
     elif source.num_classes == 0:  # a folder labelled only by its labels.csv has no classes to train on alone
         train = source.label_tables["train"]
-        raise ValueError(f"{train.file.parent.parent} has no class subfolders, only labels.csv columns "
+        raise ValueError(f"{cfg.data} has no class subfolders, only labels.csv columns "
                          f"({', '.join(train.columns)}): train it with {setting('tasks')} naming them, "
                          "e.g. NAME:cls:CLASSES:1:COLUMN")
     spec = model_spec(cfg, source.base_resolution, source.in_chans, source.num_classes)
