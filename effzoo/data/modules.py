@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from ..wording import setting
 from .datasets import report
-from .shard_stream import EpochLoader
+from .epoch_loader import EpochLoader
 from .source import DataSource, Splits
 from .splits import stratified_subset
 from .transforms import (
@@ -143,7 +143,7 @@ class ClassificationDataModule(pl.LightningDataModule):
         self.train_tf = StageTransform(self._train_compose(self.image_size, rand_augment))
         self.mixup_fn = self._make_mixup(mixup, cutmix, label_smoothing)
         self._splits: Splits | None = None
-        self._train_passes = 0  # streamed train passes begun: the next pass's epoch (`_next_train_pass`)
+        self._train_passes = 0  # train passes begun, streamed or distributed: the next one's epoch (`_next_train_pass`)
 
     def _train_compose(self, image_size: int, rand_augment: str | None):
         return train_transform(
@@ -214,10 +214,8 @@ class ClassificationDataModule(pl.LightningDataModule):
 
     def _loader(self, dataset, *, shuffle: bool, drop_last: bool, batch_size: int | None = None):
         workers = self.num_workers
-        return DataLoader(
-            dataset,
+        options = dict(
             batch_size=batch_size or self.batch_size,
-            shuffle=shuffle,
             drop_last=drop_last,
             num_workers=workers,
             # Training workers start afresh every epoch, seeded from the main process's RNG at that epoch's
@@ -228,6 +226,15 @@ class ClassificationDataModule(pl.LightningDataModule):
             persistent_workers=workers > 0 and not shuffle,
             pin_memory=False,
         )
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if shuffle and world > 1:
+            # our own DistributedSampler (Lightning then injects none), its epoch set when a pass starts, from
+            # the checkpointed pass count: Lightning's own set_epoch comes too late on a resumed run
+            # (effzoo.data.epoch_loader), which then repeated the previous epoch's order on every rank
+            sampler = DistributedSampler(dataset, num_replicas=world, rank=self.trainer.global_rank, shuffle=True,
+                                         seed=self.seed)
+            return EpochLoader(dataset, self._next_train_pass, sampler=sampler, **options)
+        return DataLoader(dataset, shuffle=shuffle, **options)
 
     def train_dataloader(self) -> DataLoader:
         if hasattr(self.source, "train_stream") and self.train_limit is None:
@@ -249,12 +256,13 @@ class ClassificationDataModule(pl.LightningDataModule):
             report(f"{len(stream.locations)} train shards for {readers} readers ({world} process(es) x "
                    f"{max(1, self.num_workers)} loader worker(s)): readers share shards, each reading past the others' "
                    "samples; write more, smaller shards (effzoo shard --shard-samples) for sequential reads")
-        return EpochLoader(stream, self._next_train_pass, self.num_workers)
+        return EpochLoader(stream, self._next_train_pass, batch_size=None, num_workers=self.num_workers,
+                           persistent_workers=False)
 
     def _next_train_pass(self) -> int:
-        """The epoch a stream's pass serves: the passes begun so far, a count every checkpoint holds
-        (`state_dict`). Lightning's own epoch counters cannot serve: a resumed run fetches its first batch
-        while its loop still stands in the epoch the checkpoint ended."""
+        """The epoch a training pass serves (a stream's, or a distributed sampler's): the passes begun so far, a
+        count every checkpoint holds (`state_dict`). Lightning's own epoch counters cannot serve: a resumed run
+        fetches its first batch while its loop still stands in the epoch the checkpoint ended."""
         epoch, self._train_passes = self._train_passes, self._train_passes + 1
         return epoch
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 from PIL import Image
-from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
+from torch.utils.data import IterableDataset, default_collate, get_worker_info
 
 from .images import READ_ERRORS, load_image, to_model_mode
 from .locations import open_location
@@ -171,35 +171,3 @@ class ShardStream(IterableDataset):
         ext, data, label, where = sample
         image = decode(ext, data, self.in_chans, where)
         return (self.transform(image) if self.transform is not None else image), label
-
-
-class EpochLoader(DataLoader):
-    """A DataLoader over a `ShardStream` that gives the stream its epoch when a pass fetches its first batch
-    (not when the pass is created: Lightning creates a pass ahead and may discard it unused). `next_epoch()`
-    is called once per pass that fetches; its workers start then, with the stream's order for that epoch."""
-
-    def __init__(self, stream: ShardStream, next_epoch: Callable[[], int], num_workers: int) -> None:
-        super().__init__(stream, batch_size=None, num_workers=num_workers, persistent_workers=False)
-        self._next_epoch = next_epoch
-
-    def __iter__(self) -> Iterator[Any]:
-        return _FirstFetch(self)
-
-    def _start(self) -> Iterator[Any]:
-        self.dataset.set_epoch(self._next_epoch())
-        return super().__iter__()
-
-
-class _FirstFetch:
-    """An iterator that starts its loader's pass at the first `next()`."""
-
-    def __init__(self, loader: EpochLoader) -> None:
-        self.loader, self.iterator = loader, None
-
-    def __iter__(self) -> "_FirstFetch":
-        return self
-
-    def __next__(self) -> Any:
-        if self.iterator is None:
-            self.iterator = self.loader._start()
-        return next(self.iterator)
