@@ -192,6 +192,9 @@ def test_the_shard_command(tmp_path, capsys):
     assert main(["shard", "--data", "digits", "--output", str(tmp_path / "s"), "--shard-samples", "500"]) == 0
     out = capsys.readouterr().out
     assert "train 1258 images in 3 shards" in out and is_shard_folder(tmp_path / "s")
+    log = (tmp_path / "s" / "effzoo-shard.log").read_text().splitlines()
+    assert len(log) == 3 + 1 + 1 + 1  # one line per shard (3 train, 1 val, 1 test), then the summary
+    assert "train-000002.tar: 258 samples" in log[2] and "done: train 1258 images in 3 shards" in log[-1]
     assert main(["shard", "--data", "digits", "--output", str(tmp_path / "s")]) == 2
     assert "already holds shards" in capsys.readouterr().err
 

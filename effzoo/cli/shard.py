@@ -5,8 +5,11 @@ many small ones (`effzoo.data.shards`). Killed and run again, it keeps the shard
 from __future__ import annotations
 
 import argparse
+import time
+from pathlib import Path
 
 ENCODINGS = ("keep", "png", "raw")  # kept here too: `--help` must not import torch
+LOG = "effzoo-shard.log"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,9 +31,16 @@ def run(args: argparse.Namespace) -> int:
 
     source = create_source(args.data, data_dir=args.data_dir, seed=args.seed, val_fraction=args.val_fraction)
     writer = ShardWriter(source, args.output, encode=args.encode, shard_samples=args.shard_samples)
-    for _ in progress(writer, len(writer), "effzoo shard", count=lambda record: record["count"]):
-        pass
+    log = Path(args.output) / LOG  # a line per shard, kept across reruns: what a long run did, after the terminal
+    for record in progress(writer, len(writer), "effzoo shard", count=lambda record: record["count"], unit="shards"):
+        _log(log, f"{record['file']}: {record['count']} samples, {record['bytes'] / 2**20:.1f} MB")
     meta = writer.finish()
     sizes = ", ".join(f"{s} {len(ds)} images in {len(writer.records[s])} shards" for s, ds in writer.splits.items())
-    print(f"effzoo shard: {sizes}; {meta}")
+    _log(log, f"done: {sizes}; {meta}")
+    print(f"effzoo shard: {sizes}; {meta} (log: {log})")
     return 0
+
+
+def _log(path: Path, line: str) -> None:
+    with open(path, "a") as f:
+        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")

@@ -41,16 +41,18 @@ def resolve_label(label: str | None, detail: str = "") -> str | None:
 
 
 def progress(iterable: Iterable[T], total: int | None, label: str | None, *,
-             count: Callable[[T], int] | None = None, stream: TextIO | None = None) -> Iterator[T]:
+             count: Callable[[T], int] | None = None, stream: TextIO | None = None,
+             unit: str = "batches") -> Iterator[T]:
     """Yield the items of `iterable`, reporting progress on `stream` (stderr) unless `label` is None.
 
-    `count(item)` is the number of images in an item (for img/s); `total` the number of items, if known.
+    `count(item)` is the number of images in an item (for img/s); `total` the number of items, if known;
+    `unit` what an item is called in the plain lines.
     """
     if label is None:
         yield from iterable
         return
     stream = stream or sys.stderr
-    reporter = _RichBar(total, label, stream) if _is_terminal(stream) else _PlainLines(total, label, stream)
+    reporter = _RichBar(total, label, stream) if _is_terminal(stream) else _PlainLines(total, label, stream, unit)
     try:
         for item in iterable:
             yield item  # the consumer's work on the item counts towards its time
@@ -76,8 +78,8 @@ def format_seconds(seconds: float) -> str:
 class _PlainLines:
     """One line per crossed tenth of `total` (and the last batch); only the last line when `total` is unknown."""
 
-    def __init__(self, total: int | None, label: str, stream: TextIO) -> None:
-        self.total, self.label, self.stream = total or None, label, stream
+    def __init__(self, total: int | None, label: str, stream: TextIO, unit: str = "batches") -> None:
+        self.total, self.label, self.stream, self.unit = total or None, label, stream, unit
         self.done = self.images = self.last_tenth = 0
         self.start = time.perf_counter()
 
@@ -97,8 +99,8 @@ class _PlainLines:
 
     def _write(self) -> None:
         elapsed = time.perf_counter() - self.start
-        parts = [f"{self.done}/{self.total} batches ({100 * self.done // self.total}%)" if self.total
-                 else f"{self.done} batches"]
+        parts = [f"{self.done}/{self.total} {self.unit} ({100 * self.done // self.total}%)" if self.total
+                 else f"{self.done} {self.unit}"]
         if self.images and elapsed > 0:
             parts.append(f"{self.images / elapsed:,.0f} img/s")
         if self.total and self.done < self.total:
