@@ -3,6 +3,7 @@ shards, and training and evaluation from shards."""
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 from pathlib import Path
@@ -55,6 +56,17 @@ def test_digits_round_trip(tmp_path, encode):
         assert tuple(np.atleast_1d(getattr(shards, attr))) == tuple(np.atleast_1d(getattr(source, attr))), attr
     assert len(list((tmp_path / "shards").glob("train-*.tar"))) == -(-len(source.load().train) // 300)
     assert_same_splits(source.load(), shards.load())
+
+
+@pytest.mark.parametrize("array", [np.arange(784, dtype=np.uint8).reshape(28, 28), np.ones((5, 7, 3), np.uint8),
+                                   np.arange(4, dtype=">i4"), np.asfortranarray(np.arange(12, dtype=np.uint8).reshape(3, 4)),
+                                   np.zeros((0,), np.uint8)])
+def test_raw_samples_decode_like_np_load_also_from_the_header_cache(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    for _ in range(2):  # the second read takes the cached-header path where the header allows it
+        got = shard_stream.load_npy(buffer.getvalue())
+        assert got.dtype == array.dtype and got.shape == array.shape and np.array_equal(got, array)
 
 
 def image_folder(root: Path) -> Path:
