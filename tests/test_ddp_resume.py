@@ -7,30 +7,9 @@ import json
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 
 from effzoo.data import ClassificationDataModule
-from test_shards import IdSource, SampleId
-
-
-class RecordEpochs(pl.LightningModule):
-    """Writes the sample ids each rank trained on, per epoch."""
-
-    def __init__(self, out: str) -> None:
-        super().__init__()
-        self.weight = torch.nn.Parameter(torch.ones(1))
-        self.out, self.seen = out, []
-
-    def training_step(self, batch, batch_idx):
-        self.seen += batch[0].tolist()
-        return (self.weight * batch[0].float()).mean() * 0.0
-
-    def on_train_epoch_end(self) -> None:
-        Path(self.out, f"rank{self.global_rank}-epoch{self.current_epoch}.json").write_text(json.dumps(self.seen))
-        self.seen = []
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
+from test_shards import IdSource, RecordIds, SampleId
 
 
 def fit(out: Path, epochs: int, resume: bool = False) -> None:
@@ -40,7 +19,7 @@ def fit(out: Path, epochs: int, resume: bool = False) -> None:
     trainer = pl.Trainer(strategy="ddp_spawn", devices=2, accelerator="cpu", max_epochs=epochs, logger=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                          callbacks=[pl.callbacks.ModelCheckpoint(dirpath=out, save_last=True)])
-    trainer.fit(RecordEpochs(str(out)), datamodule=dm, ckpt_path=str(out / "last.ckpt") if resume else None)
+    trainer.fit(RecordIds(str(out)), datamodule=dm, ckpt_path=str(out / "last.ckpt") if resume else None)
 
 
 def ids(out: Path, rank: int, epoch: int) -> list[int]:

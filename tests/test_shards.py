@@ -292,7 +292,7 @@ def test_a_truncated_shard_is_named_while_streaming(tmp_path, monkeypatch):
 
 
 class RecordIds(pl.LightningModule):
-    """Counts the sample ids each DDP rank trains on and writes them to OUT/rank<r>.json at the epoch's end."""
+    """Records the sample ids each DDP rank trains on, per epoch: OUT/rank<r>-epoch<e>.json."""
 
     def __init__(self, out: str) -> None:
         super().__init__()
@@ -304,7 +304,8 @@ class RecordIds(pl.LightningModule):
         return (self.weight * batch[0].float()).mean() * 0.0
 
     def on_train_epoch_end(self) -> None:
-        Path(self.out, f"rank{self.global_rank}.json").write_text(json.dumps(self.seen))
+        Path(self.out, f"rank{self.global_rank}-epoch{self.current_epoch}.json").write_text(json.dumps(self.seen))
+        self.seen = []
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
@@ -319,7 +320,7 @@ def test_two_process_ddp_epoch_sees_every_sample_once(tmp_path, shard_samples):
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          limit_val_batches=0)
     trainer.fit(RecordIds(str(tmp_path)), datamodule=dm)
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    ranks = [json.loads((tmp_path / f"rank{r}-epoch0.json").read_text()) for r in range(2)]
     assert len(ranks[0]) == len(ranks[1]) == 60
     assert sorted(ranks[0] + ranks[1]) == list(range(120))
 
