@@ -226,13 +226,12 @@ class ClassificationDataModule(pl.LightningDataModule):
             persistent_workers=workers > 0 and not shuffle,
             pin_memory=False,
         )
-        world = self.trainer.world_size if self.trainer is not None else 1
+        rank, world = self._rank_world()
         if shuffle and world > 1:
             # our own DistributedSampler (Lightning then injects none), its epoch set when a pass starts, from
             # the checkpointed pass count: Lightning's own set_epoch comes too late on a resumed run
             # (effzoo.data.epoch_loader), which then repeated the previous epoch's order on every rank
-            sampler = DistributedSampler(dataset, num_replicas=world, rank=self.trainer.global_rank, shuffle=True,
-                                         seed=self.seed)
+            sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
             return EpochLoader(dataset, self._next_train_pass, sampler=sampler, **options)
         return DataLoader(dataset, shuffle=shuffle, **options)
 
@@ -246,7 +245,7 @@ class ClassificationDataModule(pl.LightningDataModule):
 
     def _stream_loader(self) -> DataLoader:
         """A shard folder's train split, streamed (effzoo.data.shard_stream): this rank's slice, whole batches."""
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        rank, world = self._rank_world()
         size = self.split_sizes()["train"]
         stream = self.source.train_stream(self.train_tf, self.batch_size, seed=self.seed,
                                           drop_last=size // world >= self.batch_size)
@@ -258,6 +257,10 @@ class ClassificationDataModule(pl.LightningDataModule):
                    "samples; write more, smaller shards (effzoo shard --shard-samples) for sequential reads")
         return EpochLoader(stream, self._next_train_pass, batch_size=None, num_workers=self.num_workers,
                            persistent_workers=False)
+
+    def _rank_world(self) -> tuple[int, int]:
+        """This process's rank and the number of processes (0, 1 outside a trainer)."""
+        return (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
 
     def _next_train_pass(self) -> int:
         """The epoch a training pass serves (a stream's, or a distributed sampler's): the passes begun so far, a

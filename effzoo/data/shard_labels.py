@@ -56,7 +56,7 @@ def read_split_labels(file: Path, split: str, count: int) -> LabelTable:
         if len(row) != len(header):
             raise ValueError(f"{file} line {n}: {len(row)} cells for {len(header)} columns; write the shards again")
         table.rows[sample_path(split, row[0])] = (n, row[1:])
-    if len(table.rows) != count or any(sample_path(split, sample_key(i)) not in table.rows for i in range(count)):
+    if set(table.rows) != {sample_path(split, sample_key(i)) for i in range(count)}:
         raise ValueError(f"{file} has {len(table.rows)} rows, not one for each of the {count} {split} samples; write "
                          "the shards again")
     return table

@@ -47,11 +47,10 @@ from typing import Any, Iterator, Sequence
 import torch
 from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from ..artifacts.weights import MODEL_META, load_checkpoint, metadata_path
-from ..data.datasets import image_error
-from ..data.images import READ_ERRORS, load_image, to_model_mode
+from ..data.images import load_image, to_model_mode
 from ..data.modules import check_int, default_num_workers
 from ..data.transforms import eval_transform
 from ..models.config import ModelConfig
@@ -59,6 +58,7 @@ from ..models.multitask import MultiTaskModel
 from ..tasks import parse_tasks
 from ..wording import setting
 from .evaluate import resolve_device
+from .image_batches import ImageBatch, ImageFiles, collate, read_image
 from .inference import optimize_for_inference
 from .progress import progress as report_progress
 
@@ -225,7 +225,7 @@ class Predictor:
         entries = [(index, *entry) for index, entry in enumerate(e for item in items for e in self._prepare(item))]
         out: list[Prediction] = []
         for start in range(0, len(entries), self.batch_size):
-            out += self._answer(_collate(entries[start:start + self.batch_size]))
+            out += self._answer(collate(entries[start:start + self.batch_size]))
         return out
 
     def predict_paths(self, paths: Sequence[str | os.PathLike], *, progress: str | None = None) -> Iterator[Prediction]:
@@ -241,9 +241,9 @@ class Predictor:
         progress report on stderr (None: quiet).
         """
         files = [os.fspath(p) for p in paths]
-        dataset = _ImageFiles(files, self.channels, self.transform)
+        dataset = ImageFiles(files, self.channels, self.transform)
         loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
-                            pin_memory=self.device.type == "cuda", collate_fn=_collate)
+                            pin_memory=self.device.type == "cuda", collate_fn=collate)
         for chunk in report_progress(loader, len(loader), progress, count=len):
             yield self._answer(chunk)
 
@@ -274,7 +274,7 @@ class Predictor:
             return [(None, self.transform(img), img.size, None)]
         if isinstance(item, (str, os.PathLike)):
             path = os.fspath(item)
-            x, size, error = _read(path, self.channels, self.transform)
+            x, size, error = read_image(path, self.channels, self.transform)
             return [(path, x, size, error)]
         raise TypeError(f"cannot predict on a {type(item).__name__}: pass paths, PIL images or preprocessed tensors")
 
@@ -287,7 +287,7 @@ class Predictor:
                 "Pass a PIL image or a path to have it preprocessed")
         return batch
 
-    def _answer(self, batch: _Batch) -> list[Prediction]:
+    def _answer(self, batch: ImageBatch) -> list[Prediction]:
         """Predictions for one batch; an unreadable image keeps its error (the batch's tensor holds the others)."""
         results = [Prediction(index=i, path=p, size=s, error=e)
                    for i, p, s, e in zip(batch.indices, batch.paths, batch.sizes, batch.errors)]
@@ -406,48 +406,6 @@ def _heads(cfg: ModelConfig, tasks: list | None) -> list[Head]:
             known = names
         heads.append(Head(t.name, t.kind, t.num_outputs, tuple(known) if known else None))
     return heads
-
-
-# -- files --------------------------------------------------------------------------------------
-@dataclass
-class _Batch:
-    indices: list[int]
-    paths: list[str]
-    sizes: list[tuple[int, int] | None]
-    errors: list[str | None]
-    x: torch.Tensor | None
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-
-class _ImageFiles(Dataset):
-    """(index, path, tensor or None, size, error) per file, decoded in a loader worker."""
-
-    def __init__(self, paths: list[str], channels: int, transform: Any) -> None:
-        self.paths, self.channels, self.transform = paths, channels, transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[int, str, torch.Tensor | None, tuple[int, int] | None, str | None]:
-        x, size, error = _read(self.paths[index], self.channels, self.transform)
-        return index, self.paths[index], x, size, error
-
-
-def _read(path: str, channels: int, transform: Any) -> tuple[torch.Tensor | None, tuple[int, int] | None, str | None]:
-    try:
-        img = load_image(path, channels)
-        return transform(img), img.size, None
-    except READ_ERRORS as err:
-        return None, None, image_error(err, path)
-
-
-def _collate(items: Sequence[tuple]) -> _Batch:
-    """(index, path, tensor or None, size, error) items -> one `_Batch`; the tensor stacks the readable ones."""
-    tensors = [x for _, _, x, _, _ in items if x is not None]
-    return _Batch(indices=[i for i, *_ in items], paths=[p for _, p, *_ in items], sizes=[s for *_, s, _ in items],
-                  errors=[e for *_, e in items], x=torch.stack(tensors) if tensors else None)
 
 
 # -- small helpers ------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..artifacts.weights import apply_data_config
 from ..data import ClassificationDataModule
-from ..data.labels_csv import encode_label_tables
+from ..data.labels_csv import CsvLabels, encode_label_tables
 from ..mtl import (
     MultiTaskDataset,
     MultiTaskModel,
@@ -41,6 +41,17 @@ from ..mtl.metrics import task_metric
 from .module import configure_recipe_optimizers, plain_hyperparameters, restore_checkpoint_extras, save_checkpoint_extras
 
 
+def resolve_tasks(source: Any, tasks: Sequence[TaskSpec]) -> tuple[list[TaskSpec], CsvLabels | None]:
+    """`tasks` with their labels.csv columns resolved (class names filled in) and every label source checked
+    against the data; the encoded columns, when the data has a labels.csv."""
+    csv_labels = None
+    if source.label_tables:
+        csv_labels = encode_label_tables(source.label_tables, tasks, has_classes=source.num_classes > 0)
+        tasks = csv_labels.tasks
+    validate_tasks(list(tasks), num_classes=source.num_classes, extra_sources=csv_labels.columns if csv_labels else ())
+    return list(tasks), csv_labels
+
+
 class MultiTaskDataModule(ClassificationDataModule):
     """`ClassificationDataModule` whose datasets carry one label per task (missing: -1 / NaN).
 
@@ -55,13 +66,7 @@ class MultiTaskDataModule(ClassificationDataModule):
     def __init__(self, source: Any, *, tasks: Sequence[TaskSpec], main_label_limit: int | None = None,
                  **kwargs: Any) -> None:
         super().__init__(source, **kwargs)
-        self.csv_labels = None
-        if source.label_tables:
-            self.csv_labels = encode_label_tables(source.label_tables, tasks, has_classes=self.num_classes > 0)
-            tasks = self.csv_labels.tasks
-        self.tasks = list(tasks)
-        validate_tasks(self.tasks, num_classes=self.num_classes,
-                       extra_sources=self.csv_labels.columns if self.csv_labels else ())
+        self.tasks, self.csv_labels = resolve_tasks(source, tasks)
         self.main_label_limit = main_label_limit
 
     def _wrap(self, ds: Any, split: str) -> MultiTaskDataset:

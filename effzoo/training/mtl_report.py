@@ -25,13 +25,13 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..data import ShardSource, create_source
-from ..data.labels_csv import encode_label_tables
+from ..data import ShardSource
 from ..mtl.report import TransferReport, transfer_report, write_json
-from ..tasks import TASK_METRICS, TaskSpec, validate_tasks
+from ..tasks import TASK_METRICS, TaskSpec
 from ..wording import setting
 from .config import TrainConfig
-from .run import run_training
+from .mtl_module import resolve_tasks
+from .run import data_source, run_training
 
 
 def _run(cfg: TrainConfig) -> dict[str, Any]:
@@ -65,14 +65,9 @@ def metric_of(metrics: dict[str, Any], split: str, task: TaskSpec, where: str) -
 def check_tasks_against_data(cfg: TrainConfig) -> None:
     """Refuse, before any run trains, a task whose labels the data lacks (each run would check only its own tasks,
     so a missing column surfaced only after the baselines before it had trained)."""
-    source = create_source(cfg.data, data_dir=cfg.data_dir, seed=cfg.seed, val_fraction=cfg.val_fraction,
-                           on_bad_image=cfg.on_bad_image, **cfg.data_options)
-    tasks, columns = list(cfg.tasks or ()), ()
-    if source.label_tables:
-        csv_labels = encode_label_tables(source.label_tables, tasks, has_classes=source.num_classes > 0)
-        tasks, columns = csv_labels.tasks, csv_labels.columns
+    source = data_source(cfg)
     try:
-        validate_tasks(tasks, num_classes=source.num_classes, extra_sources=columns)
+        resolve_tasks(source, list(cfg.tasks or ()))
     except ValueError as e:
         if isinstance(source, ShardSource) and not source.label_tables:
             raise ValueError(f"{e}; {cfg.data} is a shard folder written without labels.csv columns, so it holds only "

@@ -34,7 +34,7 @@ from pytorch_lightning.callbacks import EMAWeightAveraging, LearningRateMonitor,
 from pytorch_lightning.loggers import CSVLogger
 
 from ..artifacts.atomic import atomic_write
-from ..data import ClassificationDataModule, create_source
+from ..data import ClassificationDataModule, DataSource, create_source
 from ..models import create_model, model_info
 from ..models.init import zero_init_classifier
 from ..mtl import WEIGHTINGS
@@ -251,12 +251,17 @@ def run_summary(cfg: TrainConfig, module: pl.LightningModule, dm: pl.LightningDa
     return f"{name}: {count(info['params'])} params, {count(info['macs'])} MACs at {res} px"
 
 
+def data_source(cfg: TrainConfig) -> DataSource:
+    """The config's dataset, opened as every run opens it."""
+    return create_source(cfg.data, data_dir=cfg.data_dir, seed=cfg.seed, val_fraction=cfg.val_fraction,
+                         on_bad_image=cfg.on_bad_image, **cfg.data_options)
+
+
 def build(cfg: TrainConfig) -> tuple[TrainConfig, pl.LightningDataModule, pl.LightningModule]:
     """The data module and LightningModule of a config, and the config with `small_input` resolved when
     it was left to auto (None). The model is built once, here, from the data's channels, classes and
     base resolution; the data module then takes its resolution from the model."""
-    source = create_source(cfg.data, data_dir=cfg.data_dir, seed=cfg.seed, val_fraction=cfg.val_fraction,
-                           on_bad_image=cfg.on_bad_image, **cfg.data_options)
+    source = data_source(cfg)
     check_upscale(cfg, source.base_resolution)
     if cfg.tasks is not None:
         check_weighting_fits_devices(cfg)
